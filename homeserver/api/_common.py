@@ -1,0 +1,118 @@
+"""What every route needs: the engine, the requester, the JSON body, typed fields."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, cast
+
+from quart import Response, current_app, request
+
+from homeserver.errors import BadJson, MissingParam, MissingToken, NotJson
+from homeserver.types import JsonDict, Requester
+
+if TYPE_CHECKING:
+    from homeserver.app import HomeserverApp
+    from homeserver.engine import Engine
+
+_DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def engine() -> Engine:
+    return cast("HomeserverApp", current_app).engine
+
+
+def json_response(
+    body: object, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(_DUMPS(body), status=status, content_type="application/json", headers=headers)
+
+
+def access_token() -> str:
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    query_token = request.args.get("access_token")
+    if query_token:
+        return query_token
+    raise MissingToken()
+
+
+async def requester() -> Requester:
+    """Authenticate the request by its access token."""
+    return await engine().accounts.authenticate(access_token())
+
+
+async def json_body(*, allow_empty: bool = False) -> JsonDict:
+    """The request body as a JSON object (M_NOT_JSON / M_BAD_JSON otherwise)."""
+    data = await request.get_data()
+    if not data.strip():
+        if allow_empty:
+            return {}
+        raise NotJson("Request body is empty; a JSON object is required")
+    try:
+        body = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise NotJson() from None
+    if not isinstance(body, dict):
+        raise BadJson("Request body must be a JSON object")
+    return body
+
+
+def get_str(
+    body: JsonDict, key: str, *, required: bool = False, max_len: int = 65536
+) -> str | None:
+    value = body.get(key)
+    if value is None:
+        if required:
+            raise MissingParam(f"Missing '{key}'")
+        return None
+    if not isinstance(value, str):
+        raise BadJson(f"'{key}' must be a string")
+    if len(value) > max_len:
+        raise BadJson(f"'{key}' is longer than {max_len} characters")
+    return value
+
+
+def req_str(body: JsonDict, key: str, *, max_len: int = 65536) -> str:
+    value = get_str(body, key, required=True, max_len=max_len)
+    assert value is not None
+    return value
+
+
+def get_bool(body: JsonDict, key: str, default: bool = False) -> bool:
+    value = body.get(key, default)
+    if not isinstance(value, bool):
+        raise BadJson(f"'{key}' must be a boolean")
+    return value
+
+
+def get_object(body: JsonDict, key: str) -> JsonDict | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise BadJson(f"'{key}' must be a JSON object")
+    return value
+
+
+def query_int(name: str, default: int, *, lo: int = 0, hi: int = 2**31) -> int:
+    from homeserver.errors import InvalidParam
+
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidParam(f"Query parameter '{name}' must be an integer") from None
+    return max(lo, min(hi, value))
+
+
+def query_bool(name: str) -> bool:
+    return request.args.get(name, "false").lower() in ("true", "1")
+
+
+def arg(name: str) -> str | None:
+    return request.args.get(name)

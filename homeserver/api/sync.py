@@ -1,0 +1,56 @@
+"""/sync and filters."""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response
+
+from homeserver.api._common import (
+    arg,
+    engine,
+    json_body,
+    json_response,
+    query_bool,
+    query_int,
+    requester,
+)
+from homeserver.engine.sync import SyncRequest, parse_stream_token
+from homeserver.errors import Forbidden
+
+bp = Blueprint("sync", __name__)
+
+
+@bp.route("/sync", methods=["GET"])
+async def sync() -> Response:
+    """GET /_matrix/client/v3/sync"""
+    who = await requester()
+    eng = engine()
+    since = arg("since")
+    req = SyncRequest(
+        since=parse_stream_token(since) if since else None,
+        timeout_ms=query_int("timeout", 0, lo=0, hi=eng.config.sync_timeout_cap_ms),
+        full_state=query_bool("full_state"),
+        filter=await eng.filters.resolve(who.user_id, arg("filter")),
+    )
+    return json_response(await eng.sync.sync(who, req))
+
+
+def _own(user_id: str, requester_id: str) -> None:
+    if user_id != requester_id:
+        raise Forbidden("Cannot act on behalf of another user")
+
+
+@bp.route("/user/<user_id>/filter", methods=["POST"])
+async def create_filter(user_id: str) -> Response:
+    """POST /_matrix/client/v3/user/{userId}/filter"""
+    who = await requester()
+    _own(user_id, who.user_id)
+    filter_id = await engine().filters.create(who.user_id, await json_body())
+    return json_response({"filter_id": filter_id})
+
+
+@bp.route("/user/<user_id>/filter/<filter_id>", methods=["GET"])
+async def get_filter(user_id: str, filter_id: str) -> Response:
+    """GET /_matrix/client/v3/user/{userId}/filter/{filterId}"""
+    who = await requester()
+    _own(user_id, who.user_id)
+    return json_response(await engine().filters.get(who.user_id, filter_id))

@@ -1,0 +1,70 @@
+"""The thin ASGI layer in front of the Quart app.
+
+1. Shields the last `http.response.body` send from cancellation. Quart-Trio cancels
+   the request's nursery while Hypercorn's trio worker is still inside that send, which
+   leaves every connection open forever (ignoring `Connection: close` and the
+   keep-alive timeout). Shielding it (with a short deadline of its own) lets Hypercorn
+   finish the response and close or recycle the connection.
+2. Adds CORS headers to every response and answers preflight `OPTIONS` requests
+   without entering the app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import trio
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+FINAL_SEND_DEADLINE_S = 10.0
+CORS_HEADERS: list[tuple[bytes, bytes]] = [
+    (b"access-control-allow-origin", b"*"),
+    (b"access-control-allow-methods", b"GET, HEAD, POST, PUT, DELETE, OPTIONS"),
+    (
+        b"access-control-allow-headers",
+        b"X-Requested-With, Content-Type, Authorization, Date, Matrix-Session",
+    ),
+    (b"access-control-expose-headers", b"Matrix-Session"),
+]
+
+
+class HomeserverASGI:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] == "OPTIONS":
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"application/json"), *CORS_HEADERS],
+                }
+            )
+            with trio.CancelScope(
+                shield=True, deadline=trio.current_time() + FINAL_SEND_DEADLINE_S
+            ):
+                await send({"type": "http.response.body", "body": b"{}"})
+            return
+
+        async def guarded_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), *CORS_HEADERS]}
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                with trio.CancelScope(
+                    shield=True, deadline=trio.current_time() + FINAL_SEND_DEADLINE_S
+                ):
+                    await send(message)
+                return
+            await send(message)
+
+        await self.app(scope, receive, guarded_send)

@@ -1,0 +1,150 @@
+"""Configuration: defaults < TOML file < HOMESERVER_<KEY> environment < command-line flags.
+
+Parsed once into a frozen dataclass; a bad value raises ConfigError naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "HOMESERVER_"
+_SERVER_NAME_RE = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, malformed or out of range."""
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 8008
+    server_name: str = "localhost"
+    storage: str = "memory://"
+    registration: str = "open"
+    max_request_bytes: int = 1_048_576
+    keep_alive_timeout_s: float = 5.0
+    log_level: str = "info"
+    # argon2id cost; the defaults are argon2-cffi's (RFC 9106 low-memory profile).
+    password_hash_time_cost: int = 3
+    password_hash_memory_kib: int = 65536
+    sync_timeout_cap_ms: int = 300_000
+    default_room_version: str = "10"
+
+
+def _int_in(lo: int, hi: int) -> Callable[[str, Any], int]:
+    def parse(key: str, value: Any) -> int:
+        if isinstance(value, bool):
+            raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"config key '{key}': expected an integer, got {value!r}") from None
+        if isinstance(value, float) and value != number:
+            raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
+        if not lo <= number <= hi:
+            raise ConfigError(f"config key '{key}': must be between {lo} and {hi}, got {number}")
+        return number
+
+    return parse
+
+
+def _positive_float(key: str, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"config key '{key}': expected a number, got {value!r}") from None
+    if isinstance(value, bool) or not number > 0:
+        raise ConfigError(f"config key '{key}': must be a positive number, got {value!r}")
+    return number
+
+
+def _string(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"config key '{key}': expected a non-empty string, got {value!r}")
+    return value
+
+
+def _choice(*choices: str) -> Callable[[str, Any], str]:
+    def parse(key: str, value: Any) -> str:
+        if value not in choices:
+            raise ConfigError(
+                f"config key '{key}': must be one of {', '.join(choices)}, got {value!r}"
+            )
+        return str(value)
+
+    return parse
+
+
+def _server_name(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not _SERVER_NAME_RE.match(value) or len(value) > 230:
+        raise ConfigError(f"config key '{key}': not a valid server name: {value!r}")
+    return value
+
+
+def _storage_url(key: str, value: Any) -> str:
+    from backends import UnsupportedStorageUrl, check_storage_url
+
+    url = _string(key, value)
+    try:
+        check_storage_url(url)
+    except UnsupportedStorageUrl as exc:
+        raise ConfigError(f"config key '{key}': {exc}") from None
+    return url
+
+
+_PARSERS: dict[str, Callable[[str, Any], Any]] = {
+    "host": _string,
+    "port": _int_in(0, 65535),
+    "server_name": _server_name,
+    "storage": _storage_url,
+    "registration": _choice("open", "disabled"),
+    "max_request_bytes": _int_in(1024, 1 << 30),
+    "keep_alive_timeout_s": _positive_float,
+    "log_level": _choice("debug", "info", "warning", "error"),
+    "password_hash_time_cost": _int_in(1, 100),
+    "password_hash_memory_kib": _int_in(64, 4 << 20),
+    "sync_timeout_cap_ms": _int_in(0, 3_600_000),
+    "default_room_version": _choice("10", "11"),
+}
+assert set(_PARSERS) == {f.name for f in dataclasses.fields(Config)}
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the config from a TOML file, the environment and explicit overrides."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        for key, value in data.items():
+            if key not in _PARSERS:
+                raise ConfigError(f"config key '{key}': unknown key in {path}")
+            raw[key] = value
+    for name, value in (os.environ if env is None else env).items():
+        if name.startswith(ENV_PREFIX):
+            key = name[len(ENV_PREFIX) :].lower()
+            if key in _PARSERS:
+                raw[key] = value
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            if key not in _PARSERS:
+                raise ConfigError(f"config key '{key}': unknown key")
+            raw[key] = value
+    return Config(**{key: _PARSERS[key](key, value) for key, value in raw.items()})

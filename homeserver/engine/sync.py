@@ -1,0 +1,231 @@
+"""/sync: initial and incremental, with long-polling.
+
+A sync token is "s<P>": the client has seen everything up to stream position P.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import trio
+
+from backends import Storage
+from homeserver.clock import Clock
+from homeserver.engine.events import client_event, stripped_state
+from homeserver.engine.filters import SyncFilter
+from homeserver.engine.notifier import Notifier
+from homeserver.errors import InvalidParam
+from homeserver.types import Event, JsonDict, Membership, MembershipRecord, Requester
+
+_HERO_LIMIT = 5
+
+
+def parse_stream_token(token: str) -> int:
+    if not token.startswith("s") or not token[1:].isdigit() or len(token) > 20:
+        raise InvalidParam(f"Invalid stream token {token!r}")
+    return int(token[1:])
+
+
+def stream_token(pos: int) -> str:
+    return f"s{pos}"
+
+
+@dataclass(frozen=True)
+class SyncRequest:
+    since: int | None
+    timeout_ms: int
+    full_state: bool
+    filter: SyncFilter
+
+
+class Sync:
+    def __init__(self, storage: Storage, clock: Clock, notifier: Notifier) -> None:
+        self._storage = storage
+        self._clock = clock
+        self._notifier = notifier
+
+    async def sync(self, requester: Requester, req: SyncRequest) -> JsonDict:
+        deadline = trio.current_time() + req.timeout_ms / 1000
+        while True:
+            # Take the waiter before reading, so a change during the read still wakes us.
+            waiter = self._notifier.waiter(requester.user_id)
+            response, has_news = await self._build(requester, req)
+            if has_news or req.since is None or req.full_state:
+                return response
+            if trio.current_time() >= deadline:
+                return response
+            with trio.move_on_at(deadline):
+                await waiter.wait()
+
+    async def _build(self, requester: Requester, req: SyncRequest) -> tuple[JsonDict, bool]:
+        user_id = requester.user_id
+        now_pos = await self._storage.rooms.current_stream_pos()
+        since = req.since
+        if since is not None and since > now_pos:
+            # A token from the future (e.g. a store that lost data): treat as "now".
+            since = now_pos
+        join: JsonDict = {}
+        invite: JsonDict = {}
+        leave: JsonDict = {}
+        memberships = [
+            m
+            for m in await self._storage.rooms.get_user_memberships(user_id)
+            if not m.forgotten and req.filter.wants_room(m.room_id)
+        ]
+        joined = [m for m in memberships if m.membership == Membership.JOIN]
+        latest = await self._storage.rooms.get_latest_positions([m.room_id for m in joined])
+        for m in joined:
+            newly_joined = since is None or m.stream_pos > since
+            changed = latest.get(m.room_id, 0) > (since or 0)
+            if newly_joined or req.full_state or changed:
+                join[m.room_id] = await self._joined_room(
+                    requester, m, since, now_pos, req, full=newly_joined or req.full_state
+                )
+        for m in memberships:
+            if m.stream_pos > now_pos:
+                continue
+            fresh = since is None or m.stream_pos > since
+            if m.membership == Membership.INVITE and fresh:
+                invite[m.room_id] = await self._invited_room(m)
+            elif m.membership in (Membership.LEAVE, Membership.BAN) and (
+                (since is not None and fresh) or (since is None and req.filter.include_leave)
+            ):
+                leave[m.room_id] = await self._left_room(requester, m, since, req)
+        account_data = await self._storage.account_data.get_account_data_since(user_id, since or 0)
+        global_data = [
+            {"type": r.type, "content": r.content}
+            for r in account_data
+            if r.room_id is None and r.stream_pos <= now_pos
+        ]
+        for record in account_data:
+            if record.room_id is None or record.stream_pos > now_pos:
+                continue
+            room = join.get(record.room_id)
+            if room is None and record.room_id in {m.room_id for m in joined}:
+                room = join[record.room_id] = self._empty_joined_room()
+            if room is not None:
+                room["account_data"]["events"].append(
+                    {"type": record.type, "content": record.content}
+                )
+        response: JsonDict = {
+            "next_batch": stream_token(now_pos),
+            "rooms": {"join": join, "invite": invite, "leave": leave, "knock": {}},
+            "account_data": {"events": global_data},
+            "presence": {"events": []},
+            "to_device": {"events": []},
+            "device_lists": {"changed": [], "left": []},
+            "device_one_time_keys_count": {},
+        }
+        has_news = bool(join or invite or leave or global_data)
+        return response, has_news
+
+    @staticmethod
+    def _empty_joined_room() -> JsonDict:
+        return {
+            "timeline": {"events": [], "limited": False},
+            "state": {"events": []},
+            "ephemeral": {"events": []},
+            "account_data": {"events": []},
+            "unread_notifications": {"notification_count": 0, "highlight_count": 0},
+            "summary": {},
+        }
+
+    def _format(self, requester: Requester, events: list[Event]) -> list[JsonDict]:
+        now = self._clock.now_ms()
+        return [
+            client_event(e, now_ms=now, device_id=requester.device_id, include_room_id=False)
+            for e in events
+        ]
+
+    async def _timeline(
+        self, room_id: str, after: int | None, upto: int, limit: int
+    ) -> tuple[list[Event], bool]:
+        events = await self._storage.rooms.get_room_events(
+            room_id, after=after, before=upto + 1, limit=limit + 1, newest_first=True
+        )
+        limited = len(events) > limit
+        events = events[:limit]
+        events.reverse()
+        return events, limited
+
+    async def _joined_room(
+        self,
+        requester: Requester,
+        membership: MembershipRecord,
+        since: int | None,
+        now_pos: int,
+        req: SyncRequest,
+        *,
+        full: bool,
+    ) -> JsonDict:
+        room_id = membership.room_id
+        limit = req.filter.timeline_limit
+        timeline, limited = await self._timeline(room_id, None if full else since, now_pos, limit)
+        start = timeline[0].stream_pos if timeline else now_pos + 1
+        current = [
+            e
+            for e in await self._storage.rooms.get_current_state(room_id)
+            if e.stream_pos <= now_pos
+        ]
+        if full:
+            state = [e for e in current if e.stream_pos < start]
+        elif limited:
+            state = [e for e in current if since is not None and since < e.stream_pos < start]
+        else:
+            state = []
+        room = self._empty_joined_room()
+        prev_batch = (timeline[0].stream_pos - 1) if timeline else now_pos
+        room["timeline"] = {
+            "events": self._format(requester, timeline),
+            "limited": limited,
+            "prev_batch": stream_token(max(prev_batch, 0)),
+        }
+        room["state"] = {"events": self._format(requester, state)}
+        members = [e for e in current if e.type == "m.room.member"]
+        joined = [e for e in members if e.content.get("membership") == Membership.JOIN]
+        invited = [e for e in members if e.content.get("membership") == Membership.INVITE]
+        name = next((e for e in current if e.type == "m.room.name" and e.state_key == ""), None)
+        summary: JsonDict = {
+            "m.joined_member_count": len(joined),
+            "m.invited_member_count": len(invited),
+        }
+        if name is None or not name.content.get("name"):
+            heroes = [
+                e.state_key
+                for e in joined + invited
+                if e.state_key and e.state_key != requester.user_id
+            ]
+            summary["m.heroes"] = heroes[:_HERO_LIMIT]
+        room["summary"] = summary
+        return room
+
+    async def _invited_room(self, membership: MembershipRecord) -> JsonDict:
+        event = await self._storage.rooms.get_event(membership.event_id)
+        events: list[JsonDict] = []
+        if event is not None:
+            shared = event.unsigned.get("invite_room_state")
+            if isinstance(shared, list):
+                events.extend(s for s in shared if isinstance(s, dict))
+            events.append(stripped_state(event))
+        return {"invite_state": {"events": events}}
+
+    async def _left_room(
+        self,
+        requester: Requester,
+        membership: MembershipRecord,
+        since: int | None,
+        req: SyncRequest,
+    ) -> JsonDict:
+        timeline, limited = await self._timeline(
+            membership.room_id, since, membership.stream_pos, req.filter.timeline_limit
+        )
+        prev_batch = (timeline[0].stream_pos - 1) if timeline else membership.stream_pos
+        return {
+            "timeline": {
+                "events": self._format(requester, timeline),
+                "limited": limited,
+                "prev_batch": stream_token(max(prev_batch, 0)),
+            },
+            "state": {"events": []},
+            "account_data": {"events": []},
+        }

@@ -1,0 +1,74 @@
+"""The composition root: open storage, build the engine and app, serve with Hypercorn."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from backends import open_storage
+from homeserver.app import create_app
+from homeserver.asgi import ASGIApp, HomeserverASGI
+from homeserver.config import Config
+from homeserver.engine import Engine
+
+log = logging.getLogger("homeserver")
+
+
+def hypercorn_config(config: Config) -> HypercornConfig:
+    hc = HypercornConfig()
+    hc.bind = [f"{config.host}:{config.port}"]
+    hc.keep_alive_timeout = config.keep_alive_timeout_s
+    hc.accesslog = None
+    # Hypercorn announces "Running on ..." itself at INFO; our own line says more.
+    error_log = logging.getLogger("hypercorn.error")
+    error_log.setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
+    hc.errorlog = error_log
+    hc.include_server_header = False
+    # Bodies past the limit are refused by the app with M_TOO_LARGE; this only bounds
+    # what Hypercorn buffers.
+    hc.h11_max_incomplete_size = 64 * 1024
+    return hc
+
+
+async def _until_signal() -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("received %s, shutting down", signal.Signals(signum).name)
+            return
+
+
+async def serve(
+    config: Config,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the server until `shutdown_trigger` returns (default: SIGINT or SIGTERM).
+
+    Reports the bound addresses through `task_status` once it listens.
+    """
+    async with open_storage(config.storage) as storage:
+        engine = Engine(config, storage)
+        app = HomeserverASGI(cast(ASGIApp, create_app(engine)))
+        async with trio.open_nursery() as nursery:
+            binds: list[str] = await nursery.start(
+                lambda *, task_status: hypercorn_serve(
+                    cast(Any, app),
+                    hypercorn_config(config),
+                    shutdown_trigger=shutdown_trigger or _until_signal,
+                    task_status=task_status,
+                )
+            )
+            log.info(
+                "homeserver listening on %s (server_name=%s, storage=%s)",
+                ", ".join(binds),
+                config.server_name,
+                storage.description,
+            )
+            task_status.started(binds)

@@ -1,0 +1,175 @@
+"""Value types shared by the engine and the storage backends.
+
+All of them are frozen dataclasses: the storage interface takes and returns these,
+never driver rows or mutable dicts it keeps a reference to.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+JsonDict = dict[str, Any]
+
+# Matrix user id grammar (historical characters allowed when reading, strict when
+# registering): @localpart:server_name
+_USER_ID_RE = re.compile(r"^@[^:\s]+:[A-Za-z0-9.\-:\[\]]+$")
+_ROOM_ID_RE = re.compile(r"^![^:\s]+:[A-Za-z0-9.\-:\[\]]+$")
+LOCALPART_RE = re.compile(r"^[a-z0-9._=\-/+]+$")
+MAX_USER_ID_LENGTH = 255
+
+
+def is_user_id(value: object) -> bool:
+    return (
+        isinstance(value, str)
+        and len(value) <= MAX_USER_ID_LENGTH
+        and _USER_ID_RE.match(value) is not None
+    )
+
+
+def is_room_id(value: object) -> bool:
+    return isinstance(value, str) and len(value) <= 255 and _ROOM_ID_RE.match(value) is not None
+
+
+def server_name_of(user_or_room_id: str) -> str:
+    return user_or_room_id.split(":", 1)[1]
+
+
+def localpart_of(user_id: str) -> str:
+    return user_id[1:].split(":", 1)[0]
+
+
+class Membership:
+    JOIN = "join"
+    INVITE = "invite"
+    LEAVE = "leave"
+    BAN = "ban"
+    KNOCK = "knock"
+    ALL = frozenset({"join", "invite", "leave", "ban", "knock"})
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    user_id: str
+    password_hash: str | None
+    created_ts: int
+    displayname: str | None = None
+    avatar_url: str | None = None
+    is_admin: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    user_id: str
+    device_id: str
+    display_name: str | None
+    created_ts: int
+    last_seen_ts: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccessToken:
+    token: str
+    user_id: str
+    device_id: str
+    created_ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class RoomRecord:
+    room_id: str
+    creator: str
+    room_version: str
+    created_ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event about to be appended; the store assigns its stream position."""
+
+    event_id: str
+    room_id: str
+    sender: str
+    type: str
+    content: JsonDict
+    origin_server_ts: int
+    state_key: str | None = None
+    # Kept for the sender's own device: clients match their local echo by it.
+    txn_id: str | None = None
+    device_id: str | None = None
+    # Server-side unsigned data that travels with the event (e.g. invite_room_state).
+    unsigned: JsonDict = field(default_factory=dict)
+    redacts: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A stored room event with its position in the server-wide stream."""
+
+    stream_pos: int
+    event_id: str
+    room_id: str
+    sender: str
+    type: str
+    content: JsonDict
+    origin_server_ts: int
+    state_key: str | None = None
+    txn_id: str | None = None
+    device_id: str | None = None
+    unsigned: JsonDict = field(default_factory=dict)
+    redacts: str | None = None
+    # The content of the state event this one replaced, if any.
+    prev_content: JsonDict | None = None
+
+    @property
+    def is_state(self) -> bool:
+        return self.state_key is not None
+
+    @classmethod
+    def from_new(cls, new: NewEvent, stream_pos: int, prev_content: JsonDict | None) -> Event:
+        return cls(
+            stream_pos=stream_pos,
+            event_id=new.event_id,
+            room_id=new.room_id,
+            sender=new.sender,
+            type=new.type,
+            content=new.content,
+            origin_server_ts=new.origin_server_ts,
+            state_key=new.state_key,
+            txn_id=new.txn_id,
+            device_id=new.device_id,
+            unsigned=new.unsigned,
+            redacts=new.redacts,
+            prev_content=prev_content,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipRecord:
+    """A user's current membership in a room and the event that set it."""
+
+    room_id: str
+    user_id: str
+    membership: str
+    event_id: str
+    stream_pos: int
+    forgotten: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AccountDataRecord:
+    user_id: str
+    room_id: str | None
+    type: str
+    content: JsonDict
+    stream_pos: int
+
+
+@dataclass(frozen=True, slots=True)
+class Requester:
+    """Who an authenticated request is from."""
+
+    user_id: str
+    device_id: str
+    access_token: str
