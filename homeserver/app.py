@@ -67,6 +67,10 @@ def create_app(engine: Engine) -> HomeserverApp:
     app.config["MAX_CONTENT_LENGTH"] = engine.config.max_request_bytes
     # Routing must not answer with redirects (clients do not follow them on PUT/POST).
     app.url_map.strict_slashes = False
+    # Nor between two rules of one endpoint with the same defaults (state/{type} and
+    # state/{type}/ would otherwise redirect one to the other), nor to merge "//".
+    app.url_map.redirect_defaults = False
+    app.url_map.merge_slashes = False
     app.register_blueprint(versions.unprefixed)
     for index, prefix in enumerate(CLIENT_PREFIXES):
         for bp in (versions.client, auth.bp, rooms.bp, sync.bp, account.bp):

@@ -37,6 +37,11 @@ class Config:
     password_hash_memory_kib: int = 65536
     sync_timeout_cap_ms: int = 300_000
     default_room_version: str = "10"
+    sessions_enabled: bool = True
+    session_timeout_ms: int = 60_000
+    session_touch_coalesce_ms: int = 1000
+    typing_timeout_cap_ms: int = 30_000
+    presence_enabled: bool = True
 
 
 def _int_in(lo: int, hi: int) -> Callable[[str, Any], int]:
@@ -66,6 +71,16 @@ def _positive_float(key: str, value: Any) -> float:
     return number
 
 
+def _bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError(f"config key '{key}': expected true or false, got {value!r}")
+
+
 def _string(key: str, value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"config key '{key}': expected a non-empty string, got {value!r}")
@@ -84,7 +99,7 @@ def _choice(*choices: str) -> Callable[[str, Any], str]:
 
 
 def _server_name(key: str, value: Any) -> str:
-    if not isinstance(value, str) or not _SERVER_NAME_RE.match(value) or len(value) > 230:
+    if not isinstance(value, str) or not _SERVER_NAME_RE.fullmatch(value) or len(value) > 230:
         raise ConfigError(f"config key '{key}': not a valid server name: {value!r}")
     return value
 
@@ -113,6 +128,11 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "password_hash_memory_kib": _int_in(64, 4 << 20),
     "sync_timeout_cap_ms": _int_in(0, 3_600_000),
     "default_room_version": _choice("10", "11"),
+    "sessions_enabled": _bool,
+    "session_timeout_ms": _int_in(1000, 86_400_000),
+    "session_touch_coalesce_ms": _int_in(0, 60_000),
+    "typing_timeout_cap_ms": _int_in(1000, 600_000),
+    "presence_enabled": _bool,
 }
 assert set(_PARSERS) == {f.name for f in dataclasses.fields(Config)}
 

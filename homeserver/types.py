@@ -24,12 +24,12 @@ def is_user_id(value: object) -> bool:
     return (
         isinstance(value, str)
         and len(value) <= MAX_USER_ID_LENGTH
-        and _USER_ID_RE.match(value) is not None
+        and _USER_ID_RE.fullmatch(value) is not None
     )
 
 
 def is_room_id(value: object) -> bool:
-    return isinstance(value, str) and len(value) <= 255 and _ROOM_ID_RE.match(value) is not None
+    return isinstance(value, str) and len(value) <= 255 and _ROOM_ID_RE.fullmatch(value) is not None
 
 
 def server_name_of(user_or_room_id: str) -> str:
@@ -173,3 +173,49 @@ class Requester:
     user_id: str
     device_id: str
     access_token: str
+    # The session the request runs in; None for session-management requests and
+    # when sessions are disabled.
+    session_id: str | None = None
+
+
+class Presence:
+    ONLINE = "online"
+    UNAVAILABLE = "unavailable"
+    OFFLINE = "offline"
+    ALL = ("online", "unavailable", "offline")
+    # Strength order: a user's presence is the strongest over their live sessions.
+    RANK = {"offline": 0, "unavailable": 1, "online": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A live session: a group of requests from one device."""
+
+    session_id: str
+    user_id: str
+    device_id: str
+    presence: str
+    status_msg: str | None
+    created_ts: int
+    last_active_ts: int
+    expires_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceRecord:
+    """A user's aggregated presence as last published, at its stream position."""
+
+    user_id: str
+    presence: str
+    status_msg: str | None
+    last_active_ts: int
+    stream_pos: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TypingChange:
+    """The typing state of a room after a change, at its stream position."""
+
+    room_id: str
+    user_ids: tuple[str, ...]
+    stream_pos: int

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, cast
 
 from quart import Response, current_app, request
 
+from homeserver import client_json
 from homeserver.errors import BadJson, MissingParam, MissingToken, NotJson
 from homeserver.types import JsonDict, Requester
 
@@ -51,10 +52,7 @@ async def json_body(*, allow_empty: bool = False) -> JsonDict:
         if allow_empty:
             return {}
         raise NotJson("Request body is empty; a JSON object is required")
-    try:
-        body = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise NotJson() from None
+    body = client_json.loads(data)
     if not isinstance(body, dict):
         raise BadJson("Request body must be a JSON object")
     return body

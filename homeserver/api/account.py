@@ -5,7 +5,7 @@ from __future__ import annotations
 from quart import Blueprint, Response
 
 from homeserver.api._common import engine, json_body, json_response, requester
-from homeserver.errors import BadJson, Forbidden, InvalidParam, NotFoundError
+from homeserver.errors import BadJson, Forbidden, InvalidParam, MissingParam, NotFoundError
 from homeserver.types import JsonDict, is_room_id
 
 bp = Blueprint("account", __name__)
@@ -91,6 +91,9 @@ async def put_profile_field(user_id: str, field: str) -> Response:
     if field not in _PROFILE_FIELDS:
         raise NotFoundError(f"Unknown profile field {field}")
     body = await json_body()
+    if field not in body:
+        # A body without the field is a client mistake, not a request to clear it.
+        raise MissingParam(f"Missing '{field}'")
     value = body.get(field)
     if value is not None and (not isinstance(value, str) or len(value) > MAX_PROFILE_VALUE):
         raise BadJson(f"'{field}' must be a string of at most {MAX_PROFILE_VALUE} characters")

@@ -184,8 +184,12 @@ async def update_device(device_id: str) -> Response:
     """PUT /_matrix/client/v3/devices/{deviceId}"""
     who = await requester()
     body = await json_body(allow_empty=True)
+    if "display_name" not in body:
+        # Nothing to change ("If this is not given, the display name is unchanged").
+        await engine().accounts.get_device(who.user_id, device_id)
+        return json_response({})
     name = get_str(body, "display_name", max_len=MAX_DISPLAY_NAME_LENGTH)
-    if "display_name" in body and name is None:
+    if name is None:
         raise BadJson("'display_name' must be a string")
     await engine().accounts.set_device_display_name(who.user_id, device_id, name)
     return json_response({})

@@ -69,12 +69,16 @@ class Accounts:
         return f"@{localpart}:{self.server_name}"
 
     def validate_localpart(self, localpart: str) -> str:
-        if not localpart or not LOCALPART_RE.match(localpart):
+        if not LOCALPART_RE.fullmatch(localpart):
             raise MatrixError(
                 400,
                 "M_INVALID_USERNAME",
-                "User ID can only contain characters a-z, 0-9, or '=_-./+'",
+                "User ID can only contain characters a-z, 0-9, or '=_-.+'",
             )
+        if "/" in localpart:
+            # The grammar allows '/', but such a user id cannot be a path segment: ASGI
+            # servers decode %2F before routing, so /user/{userId}/... would not match.
+            raise MatrixError(400, "M_INVALID_USERNAME", "User ID may not contain '/'")
         if localpart.startswith("_"):
             raise MatrixError(400, "M_INVALID_USERNAME", "User ID may not begin with '_'")
         if len(self.user_id_for(localpart)) > MAX_USER_ID_LENGTH:

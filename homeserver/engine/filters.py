@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from backends import Storage
-from homeserver.errors import BadJson, NotFoundError
+from homeserver import client_json
+from homeserver.errors import BadJson, NotFoundError, NotJson
 from homeserver.types import JsonDict
 
 DEFAULT_TIMELINE_LIMIT = 10
@@ -84,8 +84,8 @@ class Filters:
             return SyncFilter()
         if param.lstrip().startswith("{"):
             try:
-                definition = json.loads(param)
-            except ValueError:
+                definition = client_json.loads(param)
+            except NotJson:
                 raise BadJson("Inline filter is not valid JSON") from None
             return parse_filter(definition)
         definition = await self._storage.filters.get_filter(user_id, param)

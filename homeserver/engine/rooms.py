@@ -183,14 +183,6 @@ class Rooms:
         for invitee in req.invite:
             await self._check_invitee(invitee)
         room_id = new_room_id(self.server_name)
-        await self._storage.rooms.create_room(
-            RoomRecord(
-                room_id=room_id,
-                creator=creator,
-                room_version=version,
-                created_ts=self._clock.now_ms(),
-            )
-        )
         create_content: JsonDict = dict(req.creation_content or {})
         create_content["room_version"] = version
         if version == "10":
@@ -255,6 +247,16 @@ class Rooms:
         for event in batch:
             if event_size(event.content) > MAX_EVENT_BYTES:
                 raise MatrixError(413, "M_TOO_LARGE", "Event too large")
+        # Only now that the request has passed every check: a refused request must not
+        # leave an empty room behind.
+        await self._storage.rooms.create_room(
+            RoomRecord(
+                room_id=room_id,
+                creator=creator,
+                room_version=version,
+                created_ts=self._clock.now_ms(),
+            )
+        )
         async with self._locks.hold(room_id):
             await self._append(batch)
         for invitee in req.invite:
@@ -405,11 +407,15 @@ class Rooms:
             else:
                 if current != Membership.BAN:
                     raise Forbidden(f"{target} is not banned")
-                needed, membership = power.level("ban"), Membership.LEAVE
+                # The auth rules: lifting a ban is a leave sent for someone else, which
+                # needs the kick level on top of the ban level.
+                needed = max(power.level("ban"), power.level("kick"))
+                membership = Membership.LEAVE
             power.require(requester.user_id, needed, f"{action} users")
-            if target != requester.user_id and power.user_level(target) >= power.user_level(
-                requester.user_id
-            ):
+            # Kicking oneself is a plain leave; anything else (banning oneself included)
+            # needs a target below the sender, as the auth rules say.
+            leaving = action == "kick" and target == requester.user_id
+            if not leaving and power.user_level(target) >= power.user_level(requester.user_id):
                 raise Forbidden(f"You cannot {action} a user with an equal or higher power level")
             content: JsonDict = {"membership": membership}
             if reason is not None:
@@ -523,13 +529,19 @@ class Rooms:
     # -- reading ----------------------------------------------------------------------
 
     async def _read_cap(self, room_id: str, user_id: str) -> int | None:
-        """How far the user may read: None for all (joined), else up to their leave."""
+        """How far the user may read: None for all (joined), else up to their leave.
+
+        Only a leave or ban that ended a join opens the history up to it: a rejected
+        invite, or a ban of someone who never joined, must not.
+        """
         record = await self._storage.rooms.get_membership(room_id, user_id)
         if record is None or record.forgotten:
             raise Forbidden(f"User {user_id} is not in room {room_id}")
         if record.membership == Membership.JOIN:
             return None
-        if record.membership in (Membership.LEAVE, Membership.BAN):
+        if record.membership in (Membership.LEAVE, Membership.BAN) and ended_a_join(
+            await self._storage.rooms.get_event(record.event_id)
+        ):
             return record.stream_pos
         raise Forbidden(f"User {user_id} is not in room {room_id}")
 
@@ -655,6 +667,17 @@ class Rooms:
             device_id=requester.device_id if requester else None,
             **kw,
         )
+
+
+def ended_a_join(membership_event: Event | None) -> bool:
+    """Whether this membership event replaced a join: its target was in the room until
+    then (a leave after an invite or a knock, or a ban after a leave, was not).
+
+    Conservative: a user who joined, left and was banned later reads no history.
+    """
+    if membership_event is None or membership_event.prev_content is None:
+        return False
+    return membership_event.prev_content.get("membership") == Membership.JOIN
 
 
 def joined_count(members: Sequence[MembershipRecord]) -> int:

@@ -14,16 +14,22 @@ from homeserver.clock import Clock
 from homeserver.engine.events import client_event, stripped_state
 from homeserver.engine.filters import SyncFilter
 from homeserver.engine.notifier import Notifier
+from homeserver.engine.rooms import ended_a_join
 from homeserver.errors import InvalidParam
 from homeserver.types import Event, JsonDict, Membership, MembershipRecord, Requester
 
 _HERO_LIMIT = 5
+# Events read per step when scanning a room's recent history.
+_SCAN_PAGE = 100
 
 
 def parse_stream_token(token: str) -> int:
-    if not token.startswith("s") or not token[1:].isdigit() or len(token) > 20:
+    digits = token[1:]
+    # isascii(): str.isdigit() also accepts digits that int() rejects, such as "²".
+    valid = token.startswith("s") and digits.isascii() and digits.isdigit()
+    if not valid or len(token) > 20:
         raise InvalidParam(f"Invalid stream token {token!r}")
-    return int(token[1:])
+    return int(digits)
 
 
 def stream_token(pos: int) -> str:
@@ -75,11 +81,13 @@ class Sync:
         joined = [m for m in memberships if m.membership == Membership.JOIN]
         latest = await self._storage.rooms.get_latest_positions([m.room_id for m in joined])
         for m in joined:
-            newly_joined = since is None or m.stream_pos > since
+            newly_joined = since is None or (
+                m.stream_pos > since and not await self._was_joined_at(m, since)
+            )
             changed = latest.get(m.room_id, 0) > (since or 0)
             if newly_joined or req.full_state or changed:
                 join[m.room_id] = await self._joined_room(
-                    requester, m, since, now_pos, req, full=newly_joined or req.full_state
+                    requester, m, since, now_pos, req, newly_joined=newly_joined
                 )
         for m in memberships:
             if m.stream_pos > now_pos:
@@ -130,6 +138,30 @@ class Sync:
             "summary": {},
         }
 
+    async def _was_joined_at(self, membership: MembershipRecord, since: int) -> bool:
+        """Whether a user whose join is newer than `since` was already joined at `since`
+        (a new display name, or a repeated join), rather than newly joined."""
+        latest = await self._storage.rooms.get_event(membership.event_id)
+        if latest is None or not ended_a_join(latest):
+            return False
+        # The join was replaced by a join: look for the user's first membership change
+        # after `since`, which says what it was at `since`.
+        after = since
+        while True:
+            events = await self._storage.rooms.get_room_events(
+                membership.room_id,
+                after=after,
+                before=membership.stream_pos + 1,
+                limit=_SCAN_PAGE,
+                newest_first=False,
+            )
+            for event in events:
+                if event.type == "m.room.member" and event.state_key == membership.user_id:
+                    return ended_a_join(event)
+            if len(events) < _SCAN_PAGE:
+                return False
+            after = events[-1].stream_pos
+
     def _format(self, requester: Requester, events: list[Event]) -> list[JsonDict]:
         now = self._clock.now_ms()
         return [
@@ -156,18 +188,20 @@ class Sync:
         now_pos: int,
         req: SyncRequest,
         *,
-        full: bool,
+        newly_joined: bool,
     ) -> JsonDict:
         room_id = membership.room_id
         limit = req.filter.timeline_limit
-        timeline, limited = await self._timeline(room_id, None if full else since, now_pos, limit)
+        # full_state gives all the state but the timeline still starts at `since`.
+        after = None if newly_joined else since
+        timeline, limited = await self._timeline(room_id, after, now_pos, limit)
         start = timeline[0].stream_pos if timeline else now_pos + 1
         current = [
             e
             for e in await self._storage.rooms.get_current_state(room_id)
             if e.stream_pos <= now_pos
         ]
-        if full:
+        if newly_joined or req.full_state:
             state = [e for e in current if e.stream_pos < start]
         elif limited:
             state = [e for e in current if since is not None and since < e.stream_pos < start]
@@ -216,9 +250,15 @@ class Sync:
         since: int | None,
         req: SyncRequest,
     ) -> JsonDict:
-        timeline, limited = await self._timeline(
-            membership.room_id, since, membership.stream_pos, req.filter.timeline_limit
-        )
+        event = await self._storage.rooms.get_event(membership.event_id)
+        if ended_a_join(event):
+            timeline, limited = await self._timeline(
+                membership.room_id, since, membership.stream_pos, req.filter.timeline_limit
+            )
+        else:
+            # A rejected or withdrawn invite (or a ban of a non-member): the user never
+            # saw the room, so they get their own membership change and nothing else.
+            timeline, limited = ([event] if event is not None else []), False
         prev_batch = (timeline[0].stream_pos - 1) if timeline else membership.stream_pos
         return {
             "timeline": {

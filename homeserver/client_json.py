@@ -1,0 +1,58 @@
+"""Parsing JSON that clients send.
+
+Stricter than `json.loads`, because whatever is accepted here is stored and later sent
+to other clients: a value that cannot be written back out as valid UTF-8 JSON would
+break every response that includes it (a room's /sync for all its members).
+
+- UTF-8 only (the Matrix spec's encoding), decoded strictly;
+- no `NaN` / `Infinity`, nor numbers that overflow to them (not JSON; PostgreSQL's
+  jsonb refuses them);
+- no lone UTF-16 surrogates (`"\\ud800"`): they cannot be encoded as UTF-8;
+- nesting too deep for the parser is M_BAD_JSON, not a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import NoReturn
+
+from homeserver.errors import BadJson, NotJson
+
+# A \uD800-\uDFFF escape. It may be half of a valid pair, so a match only triggers the
+# exact (slower) check below.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF][0-9a-fA-F]{2}")
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise BadJson(f"{name} is not a valid JSON value")
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise BadJson(f"Number {literal[:32]} is out of range")
+    return value
+
+
+def loads(data: bytes | str) -> object:
+    """Parse client JSON (any value); M_NOT_JSON / M_BAD_JSON when it is unacceptable."""
+    if isinstance(data, bytes):
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise NotJson("Content is not valid UTF-8") from None
+    else:
+        text = data
+    try:
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        if _SURROGATE_ESCAPE.search(text):
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except RecursionError:
+        raise BadJson("JSON nested too deeply") from None
+    except UnicodeEncodeError:
+        raise BadJson("JSON contains an unpaired UTF-16 surrogate") from None
+    except ValueError:
+        raise NotJson() from None
+    return value
