@@ -9,6 +9,9 @@ from typing import Any
 from homeserver.types import Event, JsonDict
 
 MAX_EVENT_BYTES = 65536
+# Unsigned data the server keeps with an event but shows only where it belongs: the
+# state shared with an invitee goes to that invitee's invite_state, not to timelines.
+SERVER_ONLY_UNSIGNED = frozenset({"invite_room_state"})
 
 
 def new_event_id() -> str:
@@ -50,7 +53,8 @@ def client_event(
     if event.txn_id is not None and device_id is not None and event.device_id == device_id:
         unsigned["transaction_id"] = event.txn_id
     for key, value in event.unsigned.items():
-        unsigned.setdefault(key, value)
+        if key not in SERVER_ONLY_UNSIGNED:
+            unsigned.setdefault(key, value)
     out["unsigned"] = unsigned
     return out
 

@@ -717,3 +717,26 @@ async def test_long_poll_timeout_is_capped(
     waited = trio.current_time() - start
     cap_s = engine.config.sync_timeout_cap_ms / 1000
     assert cap_s <= waited < cap_s + 1
+
+
+async def test_invite_room_state_stays_out_of_timelines(api: Api) -> None:
+    """The stripped state shared with an invitee is theirs: other members' timelines
+    show the invite event without it."""
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    room_id = await api.create_room(alice, name="Private plans")
+    reply = await api.call(
+        "POST", f"rooms/{q(room_id)}/invite", token=alice, body={"user_id": bob.user_id}
+    )
+    assert reply.status == 200
+    timeline = (await api.sync(alice))["rooms"]["join"][room_id]["timeline"]["events"]
+    invite = [e for e in timeline if e["type"] == "m.room.member" and e["state_key"] == bob.user_id]
+    assert len(invite) == 1
+    assert "invite_room_state" not in invite[0]["unsigned"]
+    shared = (await api.sync(bob))["rooms"]["invite"][room_id]["invite_state"]["events"]
+    assert {
+        "type": "m.room.name",
+        "state_key": "",
+        "sender": alice.user_id,
+        "content": {"name": "Private plans"},
+    } in shared
