@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from quart import Response
+from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
@@ -13,7 +13,7 @@ from backends import BackendUnavailable, StorageError
 from homeserver.api import account, auth, rooms, sync, versions
 from homeserver.api._common import json_response
 from homeserver.engine import Engine
-from homeserver.errors import MatrixError
+from homeserver.errors import InvalidParam, MatrixError
 
 log = logging.getLogger("homeserver")
 
@@ -61,6 +61,13 @@ def _unexpected(exc: Exception) -> Response:
     return json_response({"errcode": "M_UNKNOWN", "error": "Internal server error"}, 500)
 
 
+async def _refuse_nul() -> None:
+    # Ids and tokens from the path and query reach the store; PostgreSQL cannot hold
+    # NUL, so it is refused for every backend before any route runs.
+    if "\x00" in request.path or b"%00" in request.query_string:
+        raise InvalidParam("NUL characters are not allowed in the path or query")
+
+
 def create_app(engine: Engine) -> HomeserverApp:
     app = HomeserverApp(__name__)
     app.engine = engine
@@ -76,6 +83,7 @@ def create_app(engine: Engine) -> HomeserverApp:
         for bp in (versions.client, auth.bp, rooms.bp, sync.bp, account.bp):
             name = bp.name if index == 0 else f"{bp.name}_{prefix.rsplit('/', 1)[-1]}"
             app.register_blueprint(bp, url_prefix=prefix, name=name)
+    app.before_request(_refuse_nul)
     app.register_error_handler(MatrixError, _matrix_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(StorageError, _storage_error)

@@ -8,6 +8,7 @@ break every response that includes it (a room's /sync for all its members).
 - no `NaN` / `Infinity`, nor numbers that overflow to them (not JSON; PostgreSQL's
   jsonb refuses them);
 - no lone UTF-16 surrogates (`"\\ud800"`): they cannot be encoded as UTF-8;
+- no NUL characters (PostgreSQL cannot store them; refused on every backend);
 - nesting too deep for the parser is M_BAD_JSON, not a crash.
 """
 
@@ -36,6 +37,16 @@ def _finite_float(literal: str) -> float:
     return value
 
 
+def _has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 def loads(data: bytes | str) -> object:
     """Parse client JSON (any value); M_NOT_JSON / M_BAD_JSON when it is unacceptable."""
     if isinstance(data, bytes):
@@ -49,6 +60,10 @@ def loads(data: bytes | str) -> object:
         value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
         if _SURROGATE_ESCAPE.search(text):
             json.dumps(value, ensure_ascii=False).encode("utf-8")
+        # The cheap test may hit an escaped backslash before "u0000"; confirm on the value.
+        if ("\\u0000" in text or "\x00" in text) and _has_nul(value):
+            # PostgreSQL cannot store NUL in text; refuse it on every backend alike.
+            raise BadJson("JSON strings may not contain NUL characters")
     except RecursionError:
         raise BadJson("JSON nested too deeply") from None
     except UnicodeEncodeError:

@@ -866,3 +866,42 @@ async def test_malformed_input_never_breaks_the_server(api: Api, autojump_clock:
     # After all that, the server still works normally.
     sync = await api.sync(alice)
     assert room_id in sync["rooms"]["join"]
+
+
+async def test_nul_characters_are_refused_everywhere(api: Api) -> None:
+    """PostgreSQL cannot store NUL, so no backend accepts it: bodies, paths, queries."""
+    alice = await api.register("nul-alice")
+    room_id = await api.create_room(alice)
+    body = await api.call(
+        "PUT",
+        f"rooms/{q(room_id)}/send/m.room.message/t1",
+        token=alice,
+        raw=b'{"msgtype": "m.text", "body": "a\\u0000b"}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert (body.status, body.errcode) == (400, "M_BAD_JSON")
+    path = await api.call(
+        "PUT", f"rooms/{q(room_id)}/send/m.room%00message/t2", token=alice, body={"body": "x"}
+    )
+    assert (path.status, path.errcode) == (400, "M_INVALID_PARAM")
+    query = await api.call("GET", "sync", token=alice, query={"since": "s1\x00"})
+    assert (query.status, query.errcode) == (400, "M_INVALID_PARAM")
+    timeline = (await api.sync(alice))["rooms"]["join"][room_id]["timeline"]["events"]
+    assert all(e["type"] != "m.room.message" for e in timeline)
+
+
+async def test_escaped_backslash_before_u0000_is_not_nul(api: Api) -> None:
+    alice = await api.register("nul-bob")
+    room_id = await api.create_room(alice)
+    reply = await api.call(
+        "PUT",
+        f"rooms/{q(room_id)}/send/m.room.message/t1",
+        token=alice,
+        raw=b'{"msgtype": "m.text", "body": "C:\\\\u0000"}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert reply.status == 200, reply.body
+    event = await api.call(
+        "GET", f"rooms/{q(room_id)}/event/{q(reply.body['event_id'])}", token=alice
+    )
+    assert event.body["content"]["body"] == "C:\\u0000"
