@@ -32,6 +32,7 @@ _OPENERS: dict[str, str] = {
     "postgresql": "backends.sql:open_sql",
     "postgres": "backends.sql:open_sql",
     "redis": "backends.redis:open_redis",
+    "rediss": "backends.redis:open_redis",
 }
 
 Opener = Callable[[str], AbstractAsyncContextManager[Storage]]

@@ -1,0 +1,115 @@
+"""What every Redis store shares: the client, the key names, the scripts, and the edge
+where driver exceptions become `backends.errors` exceptions."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import coredis
+import coredis.exceptions
+import trio
+from coredis.commands.script import Script
+
+from backends.errors import BackendUnavailable, StorageError
+from backends.redis import scripts
+from backends.redis.keys import Keys
+
+
+class Scripts:
+    """The Lua scripts, bound to one client (EVALSHA, loading the script on NOSCRIPT)."""
+
+    def __init__(self, client: coredis.Redis[str]) -> None:
+        def bind(source: str, *, readonly: bool = False) -> Script[str]:
+            return Script(client, source, readonly=readonly)
+
+        self.create_hash = bind(scripts.CREATE_HASH)
+        self.set_field_if_exists = bind(scripts.SET_FIELD_IF_EXISTS)
+        self.add_device_with_token = bind(scripts.ADD_DEVICE_WITH_TOKEN)
+        self.delete_devices = bind(scripts.DELETE_DEVICES)
+        self.append_events = bind(scripts.APPEND_EVENTS)
+        self.forget_room = bind(scripts.FORGET_ROOM)
+        self.put_account_data = bind(scripts.PUT_ACCOUNT_DATA)
+        self.create_filter = bind(scripts.CREATE_FILTER)
+        self.hgetall_each = bind(scripts.HGETALL_EACH, readonly=True)
+        self.room_events = bind(scripts.ROOM_EVENTS, readonly=True)
+        self.current_state = bind(scripts.CURRENT_STATE, readonly=True)
+        self.state_event = bind(scripts.STATE_EVENT, readonly=True)
+        self.account_data_since = bind(scripts.ACCOUNT_DATA_SINCE, readonly=True)
+
+
+class RedisContext:
+    """One open connection pool under one key prefix, shared by the stores."""
+
+    def __init__(self, client: coredis.Redis[str], keys: Keys) -> None:
+        self.client = client
+        self.keys = keys
+        self.scripts = Scripts(client)
+        self.closed = False
+
+    async def run(self, script: Script[str], keys: Sequence[str], args: Sequence[str]) -> Any:
+        """Run a script; its reply is untyped (the caller knows the script's shape)."""
+        return await script(keys=keys, args=args)
+
+
+class RedisStore:
+    def __init__(self, ctx: RedisContext) -> None:
+        self._ctx = ctx
+        self._r = ctx.client
+        self._k = ctx.keys
+        self._scripts = ctx.scripts
+
+
+_S = TypeVar("_S", bound=RedisStore)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_Method = Callable[Concatenate[_S, _P], Awaitable[_R]]
+_Wrapped = Callable[Concatenate[_S, _P], Coroutine[Any, Any, _R]]
+
+# A lost or refused connection is retried this often (idempotent operations only).
+_RETRY_DELAYS_S = (0.01, 0.05)
+
+
+def _edge(method: _Method[_S, _P, _R], *, retry: bool) -> _Wrapped[_S, _P, _R]:
+    @functools.wraps(method)
+    async def wrapper(self: _S, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        delays = iter(_RETRY_DELAYS_S if retry else ())
+        while True:
+            if self._ctx.closed:
+                raise StorageError("the Redis storage is closed")
+            try:
+                return await method(self, *args, **kwargs)
+            except StorageError:
+                raise
+            except coredis.exceptions.ConnectionError as exc:
+                delay = next(delays, None)
+                if delay is None:
+                    raise BackendUnavailable(f"Redis unavailable: {exc}") from exc
+            except (TimeoutError, OSError) as exc:
+                raise BackendUnavailable(f"Redis unavailable: {exc}") from exc
+            except coredis.exceptions.RedisError as exc:
+                raise StorageError(f"Redis error: {exc}") from exc
+            await trio.sleep(delay)
+
+    return wrapper
+
+
+def once(method: _Method[_S, _P, _R]) -> _Wrapped[_S, _P, _R]:
+    """Run a store method so that only `backends.errors` exceptions leave it.
+
+    Unreachable server, lost connection, timeouts -> BackendUnavailable; any other
+    driver error (a script error, an unexpected reply) -> StorageError. Cancellation
+    (a BaseException) passes through untouched.
+
+    Never retried: if the connection drops after a write was sent, the write may or
+    may not have happened, and repeating it could report Conflict for our own write.
+    (The client is built with coredis' retries off for the same reason.)
+    """
+    return _edge(method, retry=False)
+
+
+def idempotent(method: _Method[_S, _P, _R]) -> _Wrapped[_S, _P, _R]:
+    """Like `once`, but a lost or refused connection is retried (twice, briefly): for
+    reads and for writes whose repetition changes nothing. Timeouts are not retried."""
+    return _edge(method, retry=True)

@@ -1,0 +1,156 @@
+"""`open_redis(url)`: the Redis backend's opener.
+
+URL: `redis://[user:password@]host[:port][/db][?prefix=NAME]` (or `rediss://` for TLS).
+Every key lives under `NAME:` (default `hs`), so several servers or test runs can
+share one database. Other query parameters go to coredis unchanged (e.g.
+`max_connections`, `connect_timeout`, `stream_timeout` in seconds).
+Needs Redis 7.0 or newer (read-only scripts run with EVALSHA_RO).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import coredis
+import coredis.exceptions
+from anyio import TASK_STATUS_IGNORED
+from anyio.abc import TaskStatus
+from coredis.connection import TCPConnection
+from coredis.retry import NoRetryPolicy
+
+from backends.errors import BackendUnavailable, StorageError
+from backends.protocols import Storage
+from backends.redis.accounts import RedisDeviceStore, RedisUserStore
+from backends.redis.base import RedisContext
+from backends.redis.keys import Keys
+from backends.redis.rooms import RedisRoomStore
+from backends.redis.userdata import (
+    RedisAccountDataStore,
+    RedisFilterStore,
+    RedisTransactionStore,
+)
+
+DEFAULT_PREFIX = "hs"
+# Without these coredis waits forever for a hung server (or the OS's TCP timeout).
+DEFAULT_CONNECT_TIMEOUT_S = 5.0
+DEFAULT_STREAM_TIMEOUT_S = 10.0
+_SCHEMES = ("redis", "rediss")
+
+
+@dataclass(frozen=True, slots=True)
+class RedisUrl:
+    client_url: str  # what coredis gets: the URL without our own parameters
+    prefix: str
+    description: str  # the URL without credentials
+
+
+def parse_redis_url(url: str) -> RedisUrl:
+    """Split a storage URL into the coredis URL, the key prefix and a printable form.
+
+    Raises ValueError for a URL this backend cannot use."""
+    parts = urlsplit(url)
+    if parts.scheme not in _SCHEMES:
+        raise ValueError(f"not a Redis URL (expected redis:// or rediss://): {parts.scheme}://")
+    if not parts.hostname:
+        raise ValueError("Redis URL without a host")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    prefixes = [value for name, value in query if name == "prefix"]
+    prefix = prefixes[-1] if prefixes else DEFAULT_PREFIX
+    if not prefix:
+        raise ValueError("Redis URL with an empty prefix")
+    rest = [(name, value) for name, value in query if name != "prefix"]
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    try:
+        port = parts.port or 6379
+    except ValueError as exc:
+        raise ValueError(f"Redis URL with an invalid port: {exc}") from exc
+    db = dict(rest).get("db") or parts.path.strip("/") or "0"
+    return RedisUrl(
+        client_url=urlunsplit(parts._replace(query=urlencode(rest))),
+        prefix=prefix,
+        description=f"{parts.scheme}://{host}:{port}/{db}?{urlencode({'prefix': prefix})}",
+    )
+
+
+class _TCPConnection(TCPConnection):
+    """coredis 6.9 creates a connection's six memory streams in `__init__` but closes
+    them only once connected: a refused, timed-out or cancelled connect leaks them
+    (a ResourceWarning per stream, an error under `filterwarnings = error`)."""
+
+    async def run(self, *, task_status: TaskStatus[None] = TASK_STATUS_IGNORED) -> None:
+        try:
+            await super().run(task_status=task_status)
+        finally:
+            for stream in (
+                self._write_buffer_in,
+                self._write_buffer_out,
+                self._push_message_buffer_in,
+                self._push_message_buffer_out,
+                self._streamed_message_buffer_in,
+                self._streamed_message_buffer_out,
+            ):
+                stream.close()  # idempotent
+
+
+@asynccontextmanager
+async def open_redis(url: str) -> AsyncIterator[Storage]:
+    """Connect to Redis (checked with a PING) and yield the storage.
+
+    The coredis client (its connection pool and the tasks reading its connections)
+    lives exactly as long as this context. Raises ValueError for an unusable URL and
+    BackendUnavailable if the server does not answer.
+    """
+    config = parse_redis_url(url)
+    client: coredis.Redis[str] = coredis.Redis.from_url(
+        config.client_url,
+        decode_responses=True,
+        decode_components=True,
+        # Retrying is the stores' decision (only idempotent operations retry).
+        retry_policy=NoRetryPolicy(),
+        # Query parameters of the URL win over these defaults.
+        connect_timeout=DEFAULT_CONNECT_TIMEOUT_S,
+        stream_timeout=DEFAULT_STREAM_TIMEOUT_S,
+    )
+    client.connection_pool.connection_class = _TCPConnection
+    try:
+        async with client:
+            try:
+                await client.ping()
+            except (coredis.exceptions.ConnectionError, TimeoutError, OSError) as exc:
+                raise BackendUnavailable(
+                    f"Redis unavailable at {config.description}: {exc}"
+                ) from exc
+            except coredis.exceptions.RedisError as exc:
+                raise StorageError(f"Redis error at {config.description}: {exc}") from exc
+            ctx = RedisContext(client, Keys(config.prefix))
+
+            async def close() -> None:
+                # The stores refuse work from now on; the connections themselves close
+                # when this context exits (they belong to its task group).
+                ctx.closed = True
+
+            try:
+                yield Storage(
+                    description=config.description,
+                    users=RedisUserStore(ctx),
+                    devices=RedisDeviceStore(ctx),
+                    rooms=RedisRoomStore(ctx),
+                    account_data=RedisAccountDataStore(ctx),
+                    filters=RedisFilterStore(ctx),
+                    txns=RedisTransactionStore(ctx),
+                    closer=close,
+                )
+            finally:
+                ctx.closed = True
+    except BaseExceptionGroup as group:
+        # The client's task group (a Trio nursery) wraps whatever crosses it: the
+        # caller's own exceptions from the `async with` body and our BackendUnavailable.
+        # An opener should not change the type of what passes through it, so a lone
+        # exception is unwrapped (keeping its own cause).
+        if len(group.exceptions) == 1:
+            inner = group.exceptions[0]
+            raise inner from inner.__cause__
+        raise

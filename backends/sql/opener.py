@@ -1,0 +1,52 @@
+"""`open_sql(url)`: the SQL backend (SQLite or PostgreSQL) as a `Storage`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy.engine import make_url
+
+from backends.protocols import Storage
+from backends.sql.database import open_database
+from backends.sql.migrate import require_head, upgrade_to_head
+from backends.sql.rooms import SqlRoomStore
+from backends.sql.user_data import SqlAccountDataStore, SqlFilterStore, SqlTransactionStore
+from backends.sql.users import SqlDeviceStore, SqlUserStore
+
+
+@asynccontextmanager
+async def open_sql(
+    url: str, *, migrate: bool = True, pool_size: int | None = None
+) -> AsyncIterator[Storage]:
+    """Open `sqlite:///PATH` or `postgresql://...` (query option `pool_size=N`).
+
+    With `migrate` (the default) the schema is brought to the head revision first;
+    without it, a database that is not at head is refused. A database migrated by a
+    newer server is always refused. Raises BackendUnavailable if the database cannot be
+    reached. The engine is disposed on exit.
+    """
+    async with open_database(url, pool_size) as db:
+        if migrate:
+            await db.write(upgrade_to_head)
+        else:
+            await db.read(require_head)
+
+        async def close() -> None:
+            await db.dispose()
+
+        yield Storage(
+            description=_describe(url),
+            users=SqlUserStore(db),
+            devices=SqlDeviceStore(db),
+            rooms=SqlRoomStore(db),
+            account_data=SqlAccountDataStore(db),
+            filters=SqlFilterStore(db),
+            txns=SqlTransactionStore(db),
+            closer=close,
+        )
+
+
+def _describe(url: str) -> str:
+    """The URL without its password."""
+    return make_url(url).render_as_string(hide_password=True)

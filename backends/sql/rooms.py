@@ -1,0 +1,328 @@
+"""Rooms, events, current state and memberships."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from backends.errors import Conflict, NotFound
+from backends.sql.codec import (
+    dump_json,
+    event_from_mapping,
+    event_from_row,
+    membership_from_row,
+    room_from_row,
+)
+from backends.sql.common import MAX_POSITION, allocate_positions, insert_for
+from backends.sql.database import Database
+from backends.sql.schema import events as event_table
+from backends.sql.schema import memberships, room_state, rooms, stream_counter
+from homeserver.types import Event, MembershipRecord, NewEvent, RoomRecord
+
+# Bound parameters per IN (...) list: far below every dialect's limit.
+_IN_CHUNK = 500
+
+
+class SqlRoomStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create_room(self, room: RoomRecord) -> None:
+        def run(conn: Connection) -> None:
+            conn.execute(
+                rooms.insert().values(
+                    room_id=room.room_id,
+                    creator=room.creator,
+                    room_version=room.room_version,
+                    created_ts=room.created_ts,
+                    latest_pos=None,
+                )
+            )
+
+        await self._db.write(run, conflict=f"room {room.room_id} exists")
+
+    async def get_room(self, room_id: str) -> RoomRecord | None:
+        def run(conn: Connection) -> RoomRecord | None:
+            row = conn.execute(select(rooms).where(rooms.c.room_id == room_id)).first()
+            return None if row is None else room_from_row(row)
+
+        return await self._db.read(run)
+
+    async def append_events(self, events: Sequence[NewEvent]) -> list[Event]:
+        batch = list(events)
+        if not batch:
+            return []
+        # Encode before entering the transaction: short transactions, and a value that
+        # cannot be stored fails before anything is written.
+        encoded = [(dump_json(new.content), dump_json(new.unsigned)) for new in batch]
+
+        def run(conn: Connection) -> list[Event]:
+            _check_new_events(conn, batch)
+            first_pos = allocate_positions(conn, len(batch))
+            # Read current state only now: the counter lock orders us after every
+            # earlier writer, so the state we replace is the latest committed one.
+            replaced: dict[tuple[str, str, str], str] = {}
+            rows: list[dict[str, Any]] = []
+            stored: list[Event] = []
+            for offset, (new, (content, unsigned)) in enumerate(zip(batch, encoded, strict=True)):
+                pos = first_pos + offset
+                prev_content: str | None = None
+                if new.state_key is not None:
+                    key = (new.room_id, new.type, new.state_key)
+                    prev_content = replaced[key] if key in replaced else _state_content(conn, key)
+                    replaced[key] = content
+                row = {
+                    "stream_pos": pos,
+                    "event_id": new.event_id,
+                    "room_id": new.room_id,
+                    "sender": new.sender,
+                    "type": new.type,
+                    "state_key": new.state_key,
+                    "content": content,
+                    "origin_server_ts": new.origin_server_ts,
+                    "txn_id": new.txn_id,
+                    "device_id": new.device_id,
+                    "unsigned": unsigned,
+                    "redacts": new.redacts,
+                    "prev_content": prev_content,
+                }
+                rows.append(row)
+                # Decoded afresh from the stored form: never the caller's own dicts.
+                stored.append(event_from_mapping(row))
+            conn.execute(event_table.insert(), rows)
+            _apply_state(conn, stored)
+            return stored
+
+        return await self._db.write(run, conflict="event exists")
+
+    async def get_event(self, event_id: str) -> Event | None:
+        def run(conn: Connection) -> Event | None:
+            row = conn.execute(
+                select(event_table).where(event_table.c.event_id == event_id)
+            ).first()
+            return None if row is None else event_from_row(row)
+
+        return await self._db.read(run)
+
+    async def get_current_state(self, room_id: str) -> list[Event]:
+        def run(conn: Connection) -> list[Event]:
+            rows = conn.execute(
+                select(event_table)
+                .join(room_state, room_state.c.stream_pos == event_table.c.stream_pos)
+                .where(room_state.c.room_id == room_id)
+                .order_by(event_table.c.stream_pos)
+            )
+            return [event_from_row(row) for row in rows]
+
+        return await self._db.read(run)
+
+    async def get_state_event(self, room_id: str, type: str, state_key: str) -> Event | None:
+        def run(conn: Connection) -> Event | None:
+            row = conn.execute(
+                select(event_table)
+                .join(room_state, room_state.c.stream_pos == event_table.c.stream_pos)
+                .where(
+                    room_state.c.room_id == room_id,
+                    room_state.c.type == type,
+                    room_state.c.state_key == state_key,
+                )
+            ).first()
+            return None if row is None else event_from_row(row)
+
+        return await self._db.read(run)
+
+    async def get_room_events(
+        self,
+        room_id: str,
+        *,
+        after: int | None,
+        before: int | None,
+        limit: int,
+        newest_first: bool,
+    ) -> list[Event]:
+        if limit <= 0:
+            return []
+        # Positions are 64-bit in the database; wider bounds select all or nothing.
+        if after is not None and after >= MAX_POSITION:
+            return []
+        if before is not None and before <= 0:
+            return []
+        if after is not None and after < 0:
+            after = None
+        if before is not None and before > MAX_POSITION:
+            before = None
+        limit = min(limit, MAX_POSITION)
+
+        def run(conn: Connection) -> list[Event]:
+            query = select(event_table).where(event_table.c.room_id == room_id)
+            if after is not None:
+                query = query.where(event_table.c.stream_pos > after)
+            if before is not None:
+                query = query.where(event_table.c.stream_pos < before)
+            order = (
+                event_table.c.stream_pos.desc() if newest_first else event_table.c.stream_pos.asc()
+            )
+            rows = conn.execute(query.order_by(order).limit(limit))
+            return [event_from_row(row) for row in rows]
+
+        return await self._db.read(run)
+
+    async def get_latest_positions(self, room_ids: Sequence[str]) -> dict[str, int]:
+        wanted = list(dict.fromkeys(room_ids))
+        if not wanted:
+            return {}
+
+        def run(conn: Connection) -> dict[str, int]:
+            out: dict[str, int] = {}
+            for start in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[start : start + _IN_CHUNK]
+                rows = conn.execute(
+                    select(rooms.c.room_id, rooms.c.latest_pos).where(
+                        rooms.c.room_id.in_(chunk), rooms.c.latest_pos.is_not(None)
+                    )
+                )
+                out.update({row.room_id: int(row.latest_pos) for row in rows})
+            return out
+
+        return await self._db.read(run)
+
+    async def get_membership(self, room_id: str, user_id: str) -> MembershipRecord | None:
+        def run(conn: Connection) -> MembershipRecord | None:
+            row = conn.execute(
+                select(memberships).where(
+                    memberships.c.room_id == room_id, memberships.c.user_id == user_id
+                )
+            ).first()
+            return None if row is None else membership_from_row(row)
+
+        return await self._db.read(run)
+
+    async def get_user_memberships(self, user_id: str) -> list[MembershipRecord]:
+        def run(conn: Connection) -> list[MembershipRecord]:
+            rows = conn.execute(
+                select(memberships)
+                .where(memberships.c.user_id == user_id)
+                .order_by(memberships.c.room_id)
+            )
+            return [membership_from_row(row) for row in rows]
+
+        return await self._db.read(run)
+
+    async def get_room_members(self, room_id: str) -> list[MembershipRecord]:
+        def run(conn: Connection) -> list[MembershipRecord]:
+            rows = conn.execute(
+                select(memberships)
+                .where(memberships.c.room_id == room_id)
+                .order_by(memberships.c.user_id)
+            )
+            return [membership_from_row(row) for row in rows]
+
+        return await self._db.read(run)
+
+    async def forget_room(self, user_id: str, room_id: str) -> None:
+        def run(conn: Connection) -> None:
+            result = conn.execute(
+                update(memberships)
+                .where(memberships.c.room_id == room_id, memberships.c.user_id == user_id)
+                .values(forgotten=True)
+            )
+            if result.rowcount == 0:
+                raise NotFound(f"no membership of {user_id} in {room_id}")
+
+        await self._db.write(run)
+
+    async def current_stream_pos(self) -> int:
+        def run(conn: Connection) -> int:
+            pos = conn.execute(
+                select(stream_counter.c.pos).where(stream_counter.c.id == 1)
+            ).scalar_one()
+            return int(pos)
+
+        return await self._db.read(run)
+
+
+def _check_new_events(conn: Connection, batch: list[NewEvent]) -> None:
+    """Raise NotFound for an unknown room or Conflict for a known (or repeated) event
+    id, in the order of the batch, before anything is written."""
+    room_ids = list(dict.fromkeys(new.room_id for new in batch))
+    known_rooms: set[str] = set()
+    for start in range(0, len(room_ids), _IN_CHUNK):
+        chunk = room_ids[start : start + _IN_CHUNK]
+        known_rooms.update(
+            conn.execute(select(rooms.c.room_id).where(rooms.c.room_id.in_(chunk))).scalars()
+        )
+    event_ids = [new.event_id for new in batch]
+    existing: set[str] = set()
+    for start in range(0, len(event_ids), _IN_CHUNK):
+        chunk = event_ids[start : start + _IN_CHUNK]
+        existing.update(
+            conn.execute(
+                select(event_table.c.event_id).where(event_table.c.event_id.in_(chunk))
+            ).scalars()
+        )
+    seen: set[str] = set()
+    for new in batch:
+        if new.room_id not in known_rooms:
+            raise NotFound(f"room {new.room_id}")
+        if new.event_id in existing or new.event_id in seen:
+            raise Conflict(f"event {new.event_id} exists")
+        seen.add(new.event_id)
+
+
+def _state_content(conn: Connection, key: tuple[str, str, str]) -> str | None:
+    """The stored content of the current state event for (room, type, state_key)."""
+    room_id, type_, state_key = key
+    return conn.execute(
+        select(event_table.c.content)
+        .join(room_state, room_state.c.stream_pos == event_table.c.stream_pos)
+        .where(
+            room_state.c.room_id == room_id,
+            room_state.c.type == type_,
+            room_state.c.state_key == state_key,
+        )
+    ).scalar_one_or_none()
+
+
+def _apply_state(conn: Connection, stored: list[Event]) -> None:
+    """Current state, memberships and each room's latest position for the new events."""
+    latest: dict[str, int] = {}
+    for event in stored:
+        latest[event.room_id] = event.stream_pos
+        if event.state_key is None:
+            continue
+        insert = insert_for(conn, room_state).values(
+            room_id=event.room_id,
+            type=event.type,
+            state_key=event.state_key,
+            stream_pos=event.stream_pos,
+        )
+        conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=[room_state.c.room_id, room_state.c.type, room_state.c.state_key],
+                set_={"stream_pos": insert.excluded.stream_pos},
+            )
+        )
+        if event.type == "m.room.member":
+            member = insert_for(conn, memberships).values(
+                room_id=event.room_id,
+                user_id=event.state_key,
+                membership=str(event.content.get("membership", "")),
+                event_id=event.event_id,
+                stream_pos=event.stream_pos,
+                forgotten=False,
+            )
+            conn.execute(
+                member.on_conflict_do_update(
+                    index_elements=[memberships.c.room_id, memberships.c.user_id],
+                    set_={
+                        "membership": member.excluded.membership,
+                        "event_id": member.excluded.event_id,
+                        "stream_pos": member.excluded.stream_pos,
+                        "forgotten": False,
+                    },
+                )
+            )
+    for room_id, pos in latest.items():
+        conn.execute(update(rooms).where(rooms.c.room_id == room_id).values(latest_pos=pos))

@@ -1,0 +1,178 @@
+"""The SQL schema (SQLAlchemy Core), shared by SQLite and PostgreSQL.
+
+This module describes the schema at the head revision; the migrations in
+`backends.sql.migrations` build it. A test compares the two, so change both together
+(a new Alembic revision, never an edit of an old one).
+
+Conventions:
+- Identifiers (user, device, room ids) sort by code point, as the memory backend does:
+  on PostgreSQL their columns use the "C" collation (the database default may be a
+  locale that ignores case and punctuation); SQLite's default BINARY collation already
+  compares UTF-8 bytes, which is code-point order.
+- JSON is stored as text (`json.dumps`).
+- Global account data uses room key '' (room ids always start with '!').
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+)
+from sqlalchemy.types import TypeEngine
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def id_type() -> TypeEngine[str]:
+    """Text that orders by code point on every dialect."""
+    return Text().with_variant(Text(collation="C"), "postgresql")
+
+
+def pos_type() -> TypeEngine[int]:
+    """A 64-bit integer that is SQLite's rowid when it is the primary key."""
+    return BigInteger().with_variant(Integer(), "sqlite")
+
+
+# One row (id = 1): the last stream position handed out. Writers bump it inside their
+# transaction, so on PostgreSQL its row lock orders commits by position.
+stream_counter = Table(
+    "stream_counter",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("pos", BigInteger, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("user_id", id_type(), primary_key=True),
+    Column("password_hash", Text, nullable=True),
+    Column("created_ts", BigInteger, nullable=False),
+    Column("displayname", Text, nullable=True),
+    Column("avatar_url", Text, nullable=True),
+    Column("is_admin", Boolean, nullable=False),
+)
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("user_id", id_type(), primary_key=True),
+    Column("device_id", id_type(), primary_key=True),
+    Column("display_name", Text, nullable=True),
+    Column("created_ts", BigInteger, nullable=False),
+    Column("last_seen_ts", BigInteger, nullable=True),
+)
+
+access_tokens = Table(
+    "access_tokens",
+    metadata,
+    Column("token", Text, primary_key=True),
+    Column("user_id", id_type(), nullable=False),
+    Column("device_id", id_type(), nullable=False),
+    Column("created_ts", BigInteger, nullable=False),
+    ForeignKeyConstraint(
+        ["user_id", "device_id"],
+        ["devices.user_id", "devices.device_id"],
+        ondelete="CASCADE",
+    ),
+    Index(None, "user_id", "device_id"),
+)
+
+rooms = Table(
+    "rooms",
+    metadata,
+    Column("room_id", id_type(), primary_key=True),
+    Column("creator", Text, nullable=False),
+    Column("room_version", Text, nullable=False),
+    Column("created_ts", BigInteger, nullable=False),
+    # Stream position of the room's newest event; NULL until it has one.
+    Column("latest_pos", BigInteger, nullable=True),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("stream_pos", pos_type(), primary_key=True, autoincrement=False),
+    Column("event_id", Text, nullable=False, unique=True),
+    Column("room_id", id_type(), nullable=False),
+    Column("sender", Text, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("state_key", Text, nullable=True),
+    Column("content", Text, nullable=False),
+    Column("origin_server_ts", BigInteger, nullable=False),
+    Column("txn_id", Text, nullable=True),
+    Column("device_id", Text, nullable=True),
+    Column("unsigned", Text, nullable=False),
+    Column("redacts", Text, nullable=True),
+    Column("prev_content", Text, nullable=True),
+    ForeignKeyConstraint(["room_id"], ["rooms.room_id"]),
+    Index(None, "room_id", "stream_pos"),
+)
+
+room_state = Table(
+    "room_state",
+    metadata,
+    Column("room_id", id_type(), primary_key=True),
+    Column("type", Text, primary_key=True),
+    Column("state_key", Text, primary_key=True),
+    Column("stream_pos", BigInteger, nullable=False),
+    ForeignKeyConstraint(["room_id"], ["rooms.room_id"]),
+    ForeignKeyConstraint(["stream_pos"], ["events.stream_pos"]),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("room_id", id_type(), primary_key=True),
+    Column("user_id", id_type(), primary_key=True),
+    Column("membership", Text, nullable=False),
+    Column("event_id", Text, nullable=False),
+    Column("stream_pos", BigInteger, nullable=False),
+    Column("forgotten", Boolean, nullable=False),
+    ForeignKeyConstraint(["room_id"], ["rooms.room_id"]),
+    Index(None, "user_id", "room_id"),
+)
+
+account_data = Table(
+    "account_data",
+    metadata,
+    Column("user_id", id_type(), primary_key=True),
+    Column("room_key", id_type(), primary_key=True),
+    Column("type", Text, primary_key=True),
+    Column("content", Text, nullable=False),
+    Column("stream_pos", BigInteger, nullable=False),
+    Index(None, "user_id", "stream_pos"),
+)
+
+filters = Table(
+    "filters",
+    metadata,
+    Column("filter_id", pos_type(), primary_key=True, autoincrement=True),
+    Column("user_id", id_type(), nullable=False),
+    Column("definition", Text, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+txns = Table(
+    "txns",
+    metadata,
+    Column("user_id", id_type(), primary_key=True),
+    Column("device_id", id_type(), primary_key=True),
+    Column("txn_key", Text, primary_key=True),
+    Column("event_id", Text, nullable=False),
+)

@@ -1,0 +1,89 @@
+"""The `storage` fixture: every conformance test runs once per backend, on an empty store.
+
+Isolation per backend:
+- memory: a new instance per test.
+- sqlite: a new database file in the test's tmp_path (migrated on open).
+- postgresql: one uniquely named database per test session, created and migrated on
+  first use and dropped when the session ends; before each test every row is deleted
+  and the stream counter and sequences reset, so no test sees another's rows.
+- redis: a unique key prefix per test; every key under it is deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from backends import Storage, open_storage
+from backends.memory import open_memory
+from tests.services import require_postgres, require_redis, unique_name
+
+from .support import Backend, PostgresDatabase, delete_redis_prefix, empty_database
+
+BACKENDS = [
+    pytest.param("memory", id="memory"),
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+    pytest.param("redis", id="redis", marks=pytest.mark.redis),
+]
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[PostgresDatabase]:
+    database = PostgresDatabase()
+    try:
+        yield database
+    finally:
+        database.drop()
+
+
+def _with_query(url: str, key: str, value: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}{key}={value}"
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """Which backend and where it lives. A sync fixture, so that a skip keeps its reason
+    (pytest-trio drops the reason of a skip raised inside the Trio run)."""
+    name: str = request.param
+    if name == "memory":
+        return Backend(name, "memory://")
+    if name == "sqlite":
+        return Backend(name, f"sqlite:///{tmp_path / 'conformance.db'}")
+    if name == "postgresql":
+        return Backend(name, require_postgres())
+    if name == "redis":
+        try:
+            importlib.import_module("backends.redis")
+        except ImportError:
+            pytest.skip("redis backend not built yet")
+        return Backend(name, require_redis())
+    raise AssertionError(name)  # pragma: no cover
+
+
+@pytest.fixture
+async def storage(backend: Backend, postgres_database: PostgresDatabase) -> AsyncIterator[Storage]:
+    """A fresh, empty Storage of each backend."""
+    if backend.name == "memory":
+        async with open_memory(backend.url) as store:
+            yield store
+    elif backend.name == "postgresql":
+        url = await postgres_database.ensure(backend.url)
+        await trio.to_thread.run_sync(empty_database, url)
+        async with open_storage(url) as store:
+            yield store
+    elif backend.name == "redis":
+        prefix = unique_name("hs_conformance")
+        try:
+            async with open_storage(_with_query(backend.url, "prefix", prefix)) as store:
+                yield store
+        finally:
+            with trio.CancelScope(shield=True):
+                await delete_redis_prefix(backend.url, prefix)
+    else:
+        async with open_storage(backend.url) as store:
+            yield store

@@ -1,0 +1,93 @@
+"""Small builders for the records the conformance tests store."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from backends import Storage
+from homeserver.types import (
+    AccessToken,
+    DeviceRecord,
+    Event,
+    JsonDict,
+    NewEvent,
+    RoomRecord,
+    UserRecord,
+)
+
+SERVER = "example.org"
+ALICE = f"@alice:{SERVER}"
+BOB = f"@bob:{SERVER}"
+CAROL = f"@carol:{SERVER}"
+ROOM = f"!room:{SERVER}"
+OTHER_ROOM = f"!other:{SERVER}"
+
+_ids = itertools.count(1)
+
+
+def event_id() -> str:
+    return f"$event{next(_ids)}:{SERVER}"
+
+
+def user(user_id: str = ALICE, **fields: Any) -> UserRecord:
+    values: dict[str, Any] = {"password_hash": "hash", "created_ts": 1_000} | fields
+    return UserRecord(user_id=user_id, **values)
+
+
+def device(
+    user_id: str = ALICE, device_id: str = "DEV", display_name: str | None = None
+) -> DeviceRecord:
+    return DeviceRecord(
+        user_id=user_id, device_id=device_id, display_name=display_name, created_ts=2_000
+    )
+
+
+def token(value: str, user_id: str = ALICE, device_id: str = "DEV") -> AccessToken:
+    return AccessToken(token=value, user_id=user_id, device_id=device_id, created_ts=3_000)
+
+
+def room(room_id: str = ROOM, creator: str = ALICE) -> RoomRecord:
+    return RoomRecord(room_id=room_id, creator=creator, room_version="10", created_ts=4_000)
+
+
+def message(room_id: str = ROOM, body: str = "hello", **fields: Any) -> NewEvent:
+    values: dict[str, Any] = {
+        "event_id": event_id(),
+        "sender": ALICE,
+        "origin_server_ts": 5_000,
+    } | fields
+    return NewEvent(
+        room_id=room_id,
+        type="m.room.message",
+        content={"msgtype": "m.text", "body": body},
+        **values,
+    )
+
+
+def state(room_id: str, type: str, state_key: str, content: JsonDict, **fields: Any) -> NewEvent:
+    values: dict[str, Any] = {
+        "event_id": event_id(),
+        "sender": ALICE,
+        "origin_server_ts": 6_000,
+    } | fields
+    return NewEvent(room_id=room_id, type=type, state_key=state_key, content=content, **values)
+
+
+def member(room_id: str, user_id: str, membership: str = "join") -> NewEvent:
+    return state(room_id, "m.room.member", user_id, {"membership": membership}, sender=user_id)
+
+
+async def make_room(storage: Storage, room_id: str = ROOM) -> str:
+    await storage.rooms.create_room(room(room_id))
+    return room_id
+
+
+async def append_one(storage: Storage, event: NewEvent) -> Event:
+    [stored] = await storage.rooms.append_events([event])
+    return stored
+
+
+async def messages(storage: Storage, room_id: str, count: int) -> list[Event]:
+    """Append `count` messages one call each; returns them in order."""
+    return [await append_one(storage, message(room_id, body=f"m{i}")) for i in range(count)]

@@ -1,0 +1,146 @@
+"""Cancellation: a cancelled operation happens entirely or not at all, and the store
+stays consistent and usable."""
+
+from __future__ import annotations
+
+import itertools
+
+import trio
+import trio.lowlevel
+import trio.testing
+
+from backends import Storage
+from homeserver.types import AccountDataRecord, NewEvent
+
+from .records import ALICE, ROOM, append_one, device, make_room, member, message, state, token
+
+# Cancel after this many scheduler passes: hits different stages of each backend.
+CANCEL_POINTS = range(8)
+
+
+async def _cancel_after(points: int, scope: trio.CancelScope) -> None:
+    for _ in range(points):
+        await trio.lowlevel.checkpoint()
+    scope.cancel()
+
+
+async def _check_room_consistent(storage: Storage, batches: list[list[NewEvent]]) -> None:
+    """Each batch is stored entirely or not at all, and every view agrees.
+
+    Earlier rounds' batches are not checked again: a later cancellation cannot touch them.
+    """
+    stored_ids: set[str] = set()
+    for batch in batches:
+        found = [await storage.rooms.get_event(new.event_id) for new in batch]
+        assert all(e is None for e in found) or all(e is not None for e in found), found
+        stored_ids.update(e.event_id for e in found if e is not None)
+    listed = await storage.rooms.get_room_events(
+        ROOM, after=None, before=None, limit=10_000, newest_first=False
+    )
+    listed_ids = {e.event_id for e in listed}
+    assert stored_ids <= listed_ids
+    positions = [e.stream_pos for e in listed]
+    assert positions == sorted(set(positions))
+    current = await storage.rooms.current_stream_pos()
+    if listed:
+        assert current >= positions[-1]
+        assert await storage.rooms.get_latest_positions([ROOM]) == {ROOM: positions[-1]}
+    # Usable: a new event lands after everything.
+    after = await append_one(storage, message(ROOM, body="after"))
+    assert after.stream_pos > current
+    members = {m.user_id: m for m in await storage.rooms.get_room_members(ROOM)}
+    for user_id, record in members.items():
+        state_event = await storage.rooms.get_state_event(ROOM, "m.room.member", user_id)
+        assert state_event is not None and state_event.event_id == record.event_id
+
+
+async def test_append_cancelled_before_it_starts(storage: Storage) -> None:
+    await make_room(storage)
+    batch = [message(ROOM), member(ROOM, ALICE)]
+    with trio.move_on_after(0):
+        await storage.rooms.append_events(batch)
+    await _check_room_consistent(storage, [batch])
+
+
+async def test_appends_cancelled_mid_flight_are_all_or_nothing(storage: Storage) -> None:
+    await make_room(storage)
+    for points in CANCEL_POINTS:
+        batches: list[list[NewEvent]] = []
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                for i in range(4):
+                    batch = [
+                        message(ROOM, body=f"{points}/{i}"),
+                        member(ROOM, f"@u{points}x{i}:example.org"),
+                        state(ROOM, "m.room.topic", "", {"topic": f"{points}/{i}"}),
+                    ]
+                    batches.append(batch)
+                    nursery.start_soon(storage.rooms.append_events, batch)
+                nursery.start_soon(_cancel_after, points, scope)
+        await _check_room_consistent(storage, batches)
+    # The topic's prev_content chain survived the cancellations.
+    topics = [
+        e
+        for e in await storage.rooms.get_room_events(
+            ROOM, after=None, before=None, limit=10_000, newest_first=False
+        )
+        if e.type == "m.room.topic"
+    ]
+    for previous, event in itertools.pairwise(topics):
+        assert event.prev_content == previous.content
+
+
+async def test_cancelled_when_all_tasks_are_blocked(storage: Storage) -> None:
+    await make_room(storage)
+    batches = [[message(ROOM), member(ROOM, f"@u{i}:example.org")] for i in range(6)]
+    async with trio.open_nursery() as nursery:
+        for batch in batches:
+            nursery.start_soon(storage.rooms.append_events, batch)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
+    await _check_room_consistent(storage, batches)
+
+
+async def test_account_data_put_cancelled_is_all_or_nothing(storage: Storage) -> None:
+    await storage.account_data.put_account_data(ALICE, None, "m.t", {"v": "old"})
+    for points in CANCEL_POINTS:
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(
+                    storage.account_data.put_account_data, ALICE, None, "m.t", {"v": points}
+                )
+                nursery.start_soon(_cancel_after, points, scope)
+        value = await storage.account_data.get_account_data(ALICE, None, "m.t")
+        [record] = await storage.account_data.get_account_data_since(ALICE, 0)
+        assert record.content == value
+        assert record.stream_pos <= await storage.rooms.current_stream_pos()
+    pos = await storage.account_data.put_account_data(ALICE, None, "m.t", {"v": "new"})
+    assert await storage.account_data.get_account_data_since(ALICE, pos - 1) == [
+        AccountDataRecord(ALICE, None, "m.t", {"v": "new"}, pos)
+    ]
+
+
+async def test_login_cancelled_is_all_or_nothing(storage: Storage) -> None:
+    await storage.devices.add_device_with_token(device(ALICE, "DEV", "old"), token("t-old"))
+    current = "t-old"
+    for points in CANCEL_POINTS:
+        new = f"t-{points}"
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(
+                    storage.devices.add_device_with_token,
+                    device(ALICE, "DEV", f"name {points}"),
+                    token(new),
+                )
+                nursery.start_soon(_cancel_after, points, scope)
+        old_valid = await storage.devices.get_token(current) is not None
+        new_valid = await storage.devices.get_token(new) is not None
+        assert old_valid != new_valid, (old_valid, new_valid)
+        stored = await storage.devices.get_device(ALICE, "DEV")
+        assert stored is not None
+        if new_valid:
+            assert stored.display_name == f"name {points}"
+            current = new
+    await storage.devices.add_device_with_token(device(ALICE, "DEV"), token("t-final"))
+    assert await storage.devices.get_token(current) is None
+    assert await storage.devices.get_token("t-final") is not None

@@ -1,0 +1,205 @@
+"""SQL backend only: migrations, schema revision checks and driver failures.
+
+The behaviour shared with the other backends is in the other test modules; these tests
+cover what only SQLite and PostgreSQL have.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import trio
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, text
+
+from backends import BackendUnavailable, StorageError, open_storage
+from backends.sql import head_revision, migrate, open_sql
+from backends.sql.database import open_database
+from backends.sql.schema import metadata
+from tests.services import require_postgres, unique_name
+
+from .records import ALICE, ROOM, make_room, message, user
+from .support import Backend, PostgresDatabase, execute
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+    ]
+)
+def sql_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """SQLite (a file URL) or PostgreSQL (the admin URL); sync so skips keep their reason."""
+    if request.param == "sqlite":
+        return Backend("sqlite", f"sqlite:///{tmp_path / 'empty.db'}")
+    return Backend("postgresql", require_postgres())
+
+
+@pytest.fixture
+def postgres_admin_url() -> str:
+    return require_postgres()
+
+
+@pytest.fixture
+async def empty_url(
+    sql_backend: Backend, postgres_database: PostgresDatabase
+) -> AsyncIterator[str]:
+    """The URL of an empty database (no schema at all): a fresh SQLite file, or a fresh
+    PostgreSQL schema in the session's database (first on the search path)."""
+    if sql_backend.name == "sqlite":
+        yield sql_backend.url
+        return
+    database_url = await postgres_database.ensure(sql_backend.url)
+    schema = unique_name("schema")
+    await trio.to_thread.run_sync(execute, database_url, f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{database_url}?options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(execute, database_url, f'DROP SCHEMA "{schema}" CASCADE')
+
+
+async def _run(url: str, fn: Any) -> Any:
+    async with open_database(url) as db:
+        return await db.write(fn)
+
+
+def _revision(conn: Connection) -> str | None:
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+def _schema_diff(conn: Connection) -> list[Any]:
+    context = MigrationContext.configure(conn, opts={"compare_type": True})
+    return list(compare_metadata(context, metadata))
+
+
+async def test_migrate_builds_the_declared_schema(empty_url: str) -> None:
+    await migrate(empty_url)
+    assert await _run(empty_url, _revision) == head_revision()
+    assert await _run(empty_url, _schema_diff) == []
+
+
+async def test_migrate_is_idempotent_and_keeps_data(empty_url: str) -> None:
+    await migrate(empty_url)
+    async with open_sql(empty_url) as storage:
+        await storage.users.create_user(user(ALICE))
+    await migrate(empty_url)
+    async with open_sql(empty_url, migrate=False) as storage:
+        assert await storage.users.get_user(ALICE) == user(ALICE)
+
+
+async def test_concurrent_migrations_of_one_database(empty_url: str) -> None:
+    async with trio.open_nursery() as nursery:
+        for _ in range(4):
+            nursery.start_soon(migrate, empty_url)
+    assert await _run(empty_url, _revision) == head_revision()
+
+
+async def test_open_without_migrate_refuses_an_empty_database(empty_url: str) -> None:
+    with pytest.raises(StorageError, match="migrate"):
+        async with open_sql(empty_url, migrate=False):
+            pass  # pragma: no cover
+
+
+async def test_newer_schema_revision_is_refused(empty_url: str) -> None:
+    await migrate(empty_url)
+
+    def set_future_revision(conn: Connection) -> None:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'ffff9999'"))
+
+    await _run(empty_url, set_future_revision)
+    message_ = "database schema revision ffff9999 is newer than this server supports"
+    with pytest.raises(StorageError, match=message_):
+        await migrate(empty_url)
+    for migrate_on_open in (True, False):
+        with pytest.raises(StorageError, match=message_):
+            async with open_sql(empty_url, migrate=migrate_on_open):
+                pass  # pragma: no cover
+
+
+async def test_sqlite_uses_wal(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'wal.db'}"
+    async with open_sql(url):
+        pass
+
+    def journal_mode(conn: Connection) -> Any:
+        return conn.exec_driver_sql("PRAGMA journal_mode").scalar_one()
+
+    assert await _run(url, journal_mode) == "wal"
+
+
+async def test_sqlite_in_memory_database_works() -> None:
+    async with open_storage("sqlite://") as storage:
+        await make_room(storage)
+        [event] = await storage.rooms.append_events([message(ROOM)])
+        assert await storage.rooms.get_event(event.event_id) == event
+
+
+async def test_unreachable_postgres_is_backend_unavailable() -> None:
+    with pytest.raises(BackendUnavailable):
+        async with open_sql("postgresql://postgres@127.0.0.1:1/nothing"):
+            pass  # pragma: no cover
+
+
+async def test_unopenable_sqlite_file_is_backend_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(BackendUnavailable):
+        async with open_sql(f"sqlite:///{tmp_path / 'missing-dir' / 'db.sqlite'}"):
+            pass  # pragma: no cover
+
+
+async def test_invalid_urls_are_storage_errors() -> None:
+    for url in ["sqlite:///x.db?pool_size=0", "mysql://localhost/x", "not a url"]:
+        with pytest.raises(StorageError):
+            async with open_sql(url):
+                pass  # pragma: no cover
+
+
+async def test_driver_errors_surface_as_storage_errors(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'broken.db'}"
+    async with open_sql(url) as storage:
+        await make_room(storage)
+
+        def drop_events(conn: Connection) -> None:
+            conn.exec_driver_sql("DROP TABLE room_state")
+            conn.exec_driver_sql("DROP TABLE events")
+
+        await _run(url, drop_events)
+        with pytest.raises(StorageError):
+            await storage.rooms.append_events([message(ROOM)])
+        with pytest.raises(StorageError):
+            await storage.rooms.get_event("$x")
+        # Other tables still work.
+        await storage.users.create_user(user(ALICE))
+
+
+@pytest.mark.postgres
+async def test_postgres_connections_killed_under_the_pool_recover(
+    postgres_admin_url: str, postgres_database: PostgresDatabase
+) -> None:
+    url = await postgres_database.ensure(postgres_admin_url)
+    async with open_sql(url, pool_size=2) as storage:
+        await storage.rooms.current_stream_pos()
+        await trio.to_thread.run_sync(
+            execute,
+            url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        # The pool notices the dead connections and reconnects; the read is retried.
+        assert await storage.rooms.current_stream_pos() >= 0
+        await storage.users.create_user(user(ALICE))
+        await trio.to_thread.run_sync(
+            execute,
+            url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        # A write that found its connection dead had not committed: retried as well.
+        await storage.users.set_profile_field(ALICE, "displayname", "y")
+        stored = await storage.users.get_user(ALICE)
+        assert stored is not None and stored.displayname == "y"
