@@ -10,6 +10,7 @@ import importlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import cast
+from urllib.parse import urlsplit, urlunsplit
 
 from backends.errors import BackendUnavailable, Conflict, NotFound, StorageError
 from backends.protocols import Storage
@@ -22,7 +23,10 @@ __all__ = [
     "StorageError",
     "UnsupportedStorageUrl",
     "check_storage_url",
+    "has_schema",
+    "migrate_storage",
     "open_storage",
+    "redact_url",
 ]
 
 # scheme -> "module:opener"
@@ -35,7 +39,8 @@ _OPENERS: dict[str, str] = {
     "rediss": "backends.redis:open_redis",
 }
 
-Opener = Callable[[str], AbstractAsyncContextManager[Storage]]
+# open_<name>(url, **options); only the SQL openers take `migrate`.
+Opener = Callable[..., AbstractAsyncContextManager[Storage]]
 
 
 class UnsupportedStorageUrl(ValueError):
@@ -64,13 +69,49 @@ def _load_opener(url: str) -> Opener:
     return cast(Opener, getattr(module, attr))
 
 
+_SQL_SCHEMES = frozenset({"sqlite", "postgresql", "postgres"})
+
+
 def check_storage_url(url: str) -> None:
     """Raise UnsupportedStorageUrl unless `url` names a backend this build can open."""
     _load_opener(url)
 
 
+def redact_url(url: str) -> str:
+    """The URL without any password, for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + host))
+
+
+def has_schema(url: str) -> bool:
+    """Whether the backend keeps a schema that `migrate_storage` manages (SQL)."""
+    return _scheme(url) in _SQL_SCHEMES
+
+
+async def migrate_storage(url: str) -> str | None:
+    """Bring a SQL database to the current schema; returns the revision it is at now,
+    or None for backends without a schema (memory, Redis)."""
+    check_storage_url(url)
+    if not has_schema(url):
+        return None
+    from backends.sql import head_revision, migrate
+
+    await migrate(url)
+    return head_revision()
+
+
 @asynccontextmanager
-async def open_storage(url: str) -> AsyncIterator[Storage]:
-    """Open the backend named by `url` and close it on exit."""
-    async with _load_opener(url)(url) as storage:
+async def open_storage(url: str, *, migrate: bool = True) -> AsyncIterator[Storage]:
+    """Open the backend named by `url` and close it on exit. With a SQL backend,
+    `migrate` brings its schema to the current revision first (otherwise a database
+    that is not current is refused)."""
+    opener = _load_opener(url)
+    context = opener(url, migrate=migrate) if has_schema(url) else opener(url)
+    async with context as storage:
         yield storage

@@ -326,7 +326,15 @@ class MemoryTransactionStore:
 
 def open_memory_storage() -> Storage:
     """A fresh, empty memory backend."""
+    from backends.memory_sessions import (
+        MemoryPresenceStore,
+        MemorySessionStore,
+        MemoryTypingStore,
+        SessionState,
+    )
+
     state = _State()
+    ephemeral = SessionState()
 
     async def close() -> None:
         return None
@@ -339,6 +347,9 @@ def open_memory_storage() -> Storage:
         account_data=MemoryAccountDataStore(state),
         filters=MemoryFilterStore(state),
         txns=MemoryTransactionStore(state),
+        sessions=MemorySessionStore(state, ephemeral),
+        typing=MemoryTypingStore(state, ephemeral),
+        presence=MemoryPresenceStore(state, ephemeral),
         closer=close,
     )
 

@@ -6,9 +6,10 @@ observable behaviour; `tests/conformance/` is the executable form of these docst
 Shared rules:
 - Methods take and return `homeserver.types` values; returned objects are never
   aliased to the store's own state (mutating a returned dict changes nothing stored).
-- Stream positions come from one server-wide counter shared by room events and account
-  data: strictly increasing, never reused, starting above 0. Position 0 means "before
-  everything".
+- Stream positions come from one server-wide counter shared by everything /sync
+  reports: room events, account data, typing changes and presence changes. Strictly
+  increasing, never reused, starting above 0; position 0 means "before everything".
+  Sessions, devices, filters and the like do not take positions.
 - Failures raise `backends.errors` exceptions only: `NotFound`, `Conflict`,
   `BackendUnavailable` (store unreachable), or `StorageError`.
 """
@@ -27,7 +28,10 @@ from homeserver.types import (
     JsonDict,
     MembershipRecord,
     NewEvent,
+    PresenceRecord,
     RoomRecord,
+    SessionRecord,
+    TypingChange,
     UserRecord,
 )
 
@@ -168,6 +172,116 @@ class TransactionStore(Protocol):
         """Record the event id of a client transaction (first write wins)."""
 
 
+@dataclass(frozen=True, slots=True)
+class AuthLookup:
+    """What the hot path needs to know about a request, from one round trip."""
+
+    token: AccessToken
+    session: SessionRecord | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStart:
+    """The device's active session after a start, and the one it replaced (if any)."""
+
+    session: SessionRecord
+    replaced: SessionRecord | None
+
+
+class SessionStore(Protocol):
+    """Live sessions. A session is stored until it is ended or taken as expired; its
+    device has at most one *active* session (the one requests without an id run in)."""
+
+    async def authenticate(self, token: str, session_id: str | None) -> AuthLookup | None:
+        """The hot path, in one round trip. None for an unknown token. Otherwise the
+        token and: the stored session named `session_id` (whoever owns it: the caller
+        checks ownership and the deadline), or, when `session_id` is None, the token's
+        device's active session; None where there is no such session."""
+
+    async def start_session(self, session: SessionRecord, *, replace: bool) -> SessionStart:
+        """Make `session` its device's active session, atomically.
+
+        replace=False (implicit start): if the device already has an active session,
+        nothing is stored and that session is returned (create-if-absent).
+        replace=True (explicit start): `session` is stored and becomes active; the
+        previous active session, if any, is returned as `replaced` and stays stored
+        (the caller ends it)."""
+
+    async def get_session(self, session_id: str) -> SessionRecord | None:
+        """The stored session, or None."""
+
+    async def touch_session(self, session_id: str, last_active_ts: int, expires_at_ms: int) -> bool:
+        """Set the session's last activity and deadline. False if it is not stored."""
+
+    async def set_session_presence(
+        self, session_id: str, presence: str, status_msg: str | None
+    ) -> SessionRecord | None:
+        """Set the desired presence of a session; the updated record, or None if gone."""
+
+    async def end_session(self, session_id: str) -> SessionRecord | None:
+        """Remove the session (and the device's active pointer to it). Returns the
+        record if this call removed it: of concurrent callers exactly one gets it."""
+
+    async def end_device_sessions(self, user_id: str, device_id: str) -> list[SessionRecord]:
+        """Remove every session of the device; returns those removed."""
+
+    async def list_user_sessions(self, user_id: str) -> list[SessionRecord]:
+        """The user's stored sessions, ordered by (created_ts, session_id)."""
+
+    async def take_expired_sessions(self, now_ms: int, limit: int) -> list[SessionRecord]:
+        """Remove and return up to `limit` sessions with expires_at_ms <= now_ms,
+        earliest deadline first. Each session is returned by exactly one call. Costs in
+        proportion to the sessions returned, not to the sessions stored."""
+
+    async def next_session_deadline(self) -> int | None:
+        """The earliest expires_at_ms among stored sessions, or None."""
+
+
+class TypingStore(Protocol):
+    """Who types in which room, per session, until when. Every change of a room's set
+    of typing users takes a position from the server-wide stream."""
+
+    async def set_typing(
+        self, room_id: str, user_id: str, session_id: str, expires_at_ms: int
+    ) -> TypingChange | None:
+        """Record (or refresh) that the user types in the room for that session until
+        `expires_at_ms`. Returns the room's new state if its set of typing users
+        changed; None if only the deadline (or the session) moved."""
+
+    async def clear_typing(self, room_id: str, user_id: str) -> TypingChange | None:
+        """Stop the user typing in the room; None if they were not typing."""
+
+    async def clear_session_typing(self, session_id: str) -> list[TypingChange]:
+        """Stop every typing entry of the session; one change per room affected."""
+
+    async def get_typing(self, room_ids: Sequence[str]) -> dict[str, TypingChange]:
+        """For rooms whose typing ever changed: the current typing users (sorted,
+        possibly none) and the position of the last change."""
+
+    async def take_expired_typing(self, now_ms: int, limit: int) -> list[TypingChange]:
+        """Remove up to `limit` entries with expires_at_ms <= now_ms; returns one change
+        per room affected. Each entry is taken by exactly one call."""
+
+    async def next_typing_deadline(self) -> int | None:
+        """The earliest typing deadline stored, or None."""
+
+
+class PresenceStore(Protocol):
+    """Users' published (aggregated) presence, positioned in the server-wide stream."""
+
+    async def get_presence(self, user_id: str) -> PresenceRecord | None:
+        """The last published presence, or None if never published."""
+
+    async def put_presence(
+        self, user_id: str, presence: str, status_msg: str | None, last_active_ts: int
+    ) -> PresenceRecord:
+        """Publish a presence change at a new stream position; returns the record."""
+
+    async def get_presence_since(self, user_ids: Sequence[str], after: int) -> list[PresenceRecord]:
+        """The current presence of those users whose last change is after `after`,
+        ordered by stream position."""
+
+
 @dataclass
 class Storage:
     """Every store of one backend, and how to close it."""
@@ -179,7 +293,12 @@ class Storage:
     account_data: AccountDataStore
     filters: FilterStore
     txns: TransactionStore
+    sessions: SessionStore
+    typing: TypingStore
+    presence: PresenceStore
     closer: Callable[[], Awaitable[None]]
+    # What the operator should know about this store (logged at start-up).
+    warnings: tuple[str, ...] = ()
 
     async def aclose(self) -> None:
         await self.closer()

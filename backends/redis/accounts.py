@@ -37,7 +37,13 @@ class RedisDeviceStore(RedisStore):
     @once
     async def add_device_with_token(self, device: DeviceRecord, token: AccessToken) -> None:
         k = self._k
-        token_fields = codec.token_fields(token)
+        # The token names its device's active-session pointer: `authenticate` reads
+        # token and session in one script, which cannot build key names itself.
+        token_fields = [
+            *codec.token_fields(token),
+            "active_session_key",
+            k.active_session(token.user_id, token.device_id),
+        ]
         name = device.display_name
         added = await self._ctx.run(
             self._scripts.add_device_with_token,

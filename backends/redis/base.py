@@ -13,7 +13,7 @@ import trio
 from coredis.commands.script import Script
 
 from backends.errors import BackendUnavailable, StorageError
-from backends.redis import scripts
+from backends.redis import scripts, session_scripts
 from backends.redis.keys import Keys
 
 
@@ -37,6 +37,22 @@ class Scripts:
         self.current_state = bind(scripts.CURRENT_STATE, readonly=True)
         self.state_event = bind(scripts.STATE_EVENT, readonly=True)
         self.account_data_since = bind(scripts.ACCOUNT_DATA_SINCE, readonly=True)
+
+        s = session_scripts
+        self.authenticate = bind(s.AUTHENTICATE, readonly=True)
+        self.start_session = bind(s.START_SESSION)
+        self.touch_session = bind(s.TOUCH_SESSION)
+        self.set_session_presence = bind(s.SET_SESSION_PRESENCE)
+        self.end_session = bind(s.END_SESSION)
+        self.end_device_sessions = bind(s.END_DEVICE_SESSIONS)
+        self.take_expired_sessions = bind(s.TAKE_EXPIRED_SESSIONS)
+        self.set_typing = bind(s.SET_TYPING)
+        self.clear_typing = bind(s.CLEAR_TYPING)
+        self.clear_session_typing = bind(s.CLEAR_SESSION_TYPING)
+        self.take_expired_typing = bind(s.TAKE_EXPIRED_TYPING)
+        self.put_presence = bind(s.PUT_PRESENCE)
+        self.set_members_hgetall = bind(s.SET_MEMBERS_HGETALL, readonly=True)
+        self.get_typing = bind(s.GET_TYPING, readonly=True)
 
 
 class RedisContext:

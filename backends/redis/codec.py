@@ -8,6 +8,10 @@ JSON text that the Lua scripts assemble from pieces made here, so the stream pos
     event            [stream_pos, prev_content or null, body]   body: the other fields
     membership       [forgotten 0|1, stream_pos, membership, event_id]
     account data     [stream_pos, content]
+    presence         [stream_pos, last_active_ts, presence, status_msg or null]
+
+Sessions are hashes like the flat records; a script's HGETALL reply arrives as a flat
+field/value list (`hash_from_flat`).
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from homeserver.types import (
     JsonDict,
     MembershipRecord,
     NewEvent,
+    PresenceRecord,
     RoomRecord,
+    SessionRecord,
     UserRecord,
 )
 
@@ -244,3 +250,79 @@ def json_from_stored(text: str, what: str) -> JsonDict:
     if not isinstance(value, dict):
         raise StorageError(f"unreadable {what} in Redis: not an object")
     return value
+
+
+# Sessions and presence ----------------------------------------------------------------
+
+
+def hash_from_flat(flat: Any) -> dict[str, str]:
+    """A hash from a script's HGETALL reply (a flat field/value list)."""
+    if not isinstance(flat, list | tuple) or len(flat) % 2:
+        raise StorageError(f"unexpected reply from Redis: {flat!r}")
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def session_fields(session: SessionRecord, *, user_sessions_key: str, active_key: str) -> list[str]:
+    """The session's hash, with the key names of its indexes (for the scripts)."""
+    return _pairs(
+        {
+            "session_id": session.session_id,
+            "user_id": session.user_id,
+            "device_id": session.device_id,
+            "presence": session.presence,
+            "status_msg": session.status_msg,
+            "created_ts": str(session.created_ts),
+            "last_active_ts": str(session.last_active_ts),
+            "expires_at_ms": str(session.expires_at_ms),
+            "user_sessions_key": user_sessions_key,
+            "active_key": active_key,
+        }
+    )
+
+
+def session_from_hash(h: Mapping[str, str]) -> SessionRecord:
+    try:
+        return SessionRecord(
+            session_id=h["session_id"],
+            user_id=h["user_id"],
+            device_id=h["device_id"],
+            presence=h["presence"],
+            status_msg=h.get("status_msg"),
+            created_ts=int(h["created_ts"]),
+            last_active_ts=int(h["last_active_ts"]),
+            expires_at_ms=int(h["expires_at_ms"]),
+        )
+    except (KeyError, ValueError) as exc:
+        raise _corrupt("session", exc) from exc
+
+
+def session_from_flat(flat: Any) -> SessionRecord | None:
+    """The session of a script's HGETALL reply, None for an empty one (no session)."""
+    h = hash_from_flat(flat)
+    return session_from_hash(h) if h else None
+
+
+def sessions_from_flats(flats: Any) -> list[SessionRecord]:
+    """The sessions of a script's list of HGETALL replies."""
+    if not isinstance(flats, list | tuple):
+        raise StorageError(f"unexpected reply from Redis: {flats!r}")
+    return [s for s in (session_from_flat(f) for f in flats) if s is not None]
+
+
+def presence_tail(presence: str, status_msg: str | None, last_active_ts: int) -> str:
+    """What follows `[stream_pos,` in a stored presence record."""
+    return dumps([last_active_ts, presence, status_msg])[1:]
+
+
+def presence_from_stored(user_id: str, text: str) -> PresenceRecord:
+    try:
+        stream_pos, last_active_ts, presence, status_msg = _decode(text)
+    except (TypeError, ValueError) as exc:
+        raise _corrupt("presence", exc) from exc
+    return PresenceRecord(
+        user_id=user_id,
+        presence=presence,
+        status_msg=status_msg,
+        last_active_ts=last_active_ts,
+        stream_pos=stream_pos,
+    )

@@ -26,14 +26,33 @@ Layout (P = prefix, {x} = escaped variable part):
     P:account_data:{user}           hash    account data field -> `[stream_pos, content]`
     P:account_data_pos:{user}       zset    account data field scored by stream position
     P:filters:{user}                hash    filter id -> definition JSON
+    P:session:{session}             hash    SessionRecord fields (status_msg absent when
+                                            None), plus the key names of its indexes:
+                                            `user_sessions_key`, `active_key`
+    P:user_sessions:{user}          set     the *key names* of the user's session hashes
+    P:active_session:{user}:{device} string the key name of the device's active session
+    P:session_deadlines             zset    session key names scored by expires_at_ms
+    P:typing_entry:{room}:{user}    hash    room_id, user_id, session_id, expires_at_ms,
+                                            and the key names `room_key`, `session_key`
+    P:typing_room:{room}            set     ids of the users typing in the room
+    P:session_typing:{session}      set     the *key names* of the session's typing entries
+    P:typing_deadlines              zset    typing entry key names scored by expires_at_ms
+    P:typing_pos                    hash    room id -> position of its last typing change
+    P:presence                      hash    user id -> `[stream_pos, last_active_ts,
+                                            presence, status_msg or null]`
+
+A token hash also holds `active_session_key`, the key name of its device's active
+session pointer, so that `authenticate` finds token and session in one script.
 
 A state field is the JSON array `[type, state_key]` and an account data field is
 `[room_id or null, type]`: unambiguous for any strings. Membership records are the
 JSON array `[forgotten (0|1), stream_pos, membership, event_id]`; keeping the flag
 first lets the Lua scripts flip it without a JSON parser.
 
-The Lua scripts never build key names: callers pass every key they touch (the
-device's token set holds full token key names for the same reason).
+The Lua scripts never build key names: callers pass every key they touch, and where a
+script only learns what to touch from stored data (a device's tokens, a token's
+session, due deadlines, a session's typing entries) the stored values are full key
+names for the same reason.
 """
 
 from __future__ import annotations
@@ -130,3 +149,37 @@ class Keys:
 
     def filters(self, user_id: str) -> str:
         return self._key("filters", user_id)
+
+    @property
+    def session_deadlines(self) -> str:
+        return f"{self.prefix}:session_deadlines"
+
+    @property
+    def typing_deadlines(self) -> str:
+        return f"{self.prefix}:typing_deadlines"
+
+    @property
+    def typing_pos(self) -> str:
+        return f"{self.prefix}:typing_pos"
+
+    @property
+    def presence(self) -> str:
+        return f"{self.prefix}:presence"
+
+    def session(self, session_id: str) -> str:
+        return self._key("session", session_id)
+
+    def user_sessions(self, user_id: str) -> str:
+        return self._key("user_sessions", user_id)
+
+    def active_session(self, user_id: str, device_id: str) -> str:
+        return self._key("active_session", user_id, device_id)
+
+    def typing_entry(self, room_id: str, user_id: str) -> str:
+        return self._key("typing_entry", room_id, user_id)
+
+    def typing_room(self, room_id: str) -> str:
+        return self._key("typing_room", room_id)
+
+    def session_typing(self, session_id: str) -> str:
+        return self._key("session_typing", session_id)

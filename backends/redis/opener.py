@@ -27,6 +27,7 @@ from backends.redis.accounts import RedisDeviceStore, RedisUserStore
 from backends.redis.base import RedisContext
 from backends.redis.keys import Keys
 from backends.redis.rooms import RedisRoomStore
+from backends.redis.sessions import RedisPresenceStore, RedisSessionStore, RedisTypingStore
 from backends.redis.userdata import (
     RedisAccountDataStore,
     RedisFilterStore,
@@ -95,6 +96,22 @@ class _TCPConnection(TCPConnection):
                 stream.close()  # idempotent
 
 
+async def _persistence_warnings(client: coredis.Redis[str], description: str) -> tuple[str, ...]:
+    """A warning when the server keeps nothing on disk (no AOF): a Redis restart would
+    lose every acknowledged write. RDB snapshots alone lose the writes since the last."""
+    try:
+        settings = await client.config_get(["appendonly"])
+    except coredis.exceptions.RedisError:
+        # CONFIG may be disabled (managed Redis); we cannot tell, so we do not warn.
+        return ()
+    if str(settings.get("appendonly", "")).lower() == "yes":
+        return ()
+    return (
+        f"Redis at {description} has append-only persistence off (appendonly no): "
+        "a Redis restart loses data; set appendonly yes (see README, Storage backends)",
+    )
+
+
 @asynccontextmanager
 async def open_redis(url: str) -> AsyncIterator[Storage]:
     """Connect to Redis (checked with a PING) and yield the storage.
@@ -126,6 +143,7 @@ async def open_redis(url: str) -> AsyncIterator[Storage]:
             except coredis.exceptions.RedisError as exc:
                 raise StorageError(f"Redis error at {config.description}: {exc}") from exc
             ctx = RedisContext(client, Keys(config.prefix))
+            warnings = await _persistence_warnings(client, config.description)
 
             async def close() -> None:
                 # The stores refuse work from now on; the connections themselves close
@@ -141,7 +159,11 @@ async def open_redis(url: str) -> AsyncIterator[Storage]:
                     account_data=RedisAccountDataStore(ctx),
                     filters=RedisFilterStore(ctx),
                     txns=RedisTransactionStore(ctx),
+                    sessions=RedisSessionStore(ctx),
+                    typing=RedisTypingStore(ctx),
+                    presence=RedisPresenceStore(ctx),
                     closer=close,
+                    warnings=warnings,
                 )
             finally:
                 ctx.closed = True

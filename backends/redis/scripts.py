@@ -5,9 +5,11 @@ call, so a script is this backend's transaction. Every multi-key write goes thro
 one, and so do multi-step reads that would otherwise need several round trips.
 
 Scripts receive every key they touch from Python (`keys.py` owns the formats); the
-only key names they read out of values are the token keys stored in a device's token
-set. They never decode JSON: stored values are assembled from pieces (see `codec.py`),
-because Redis' cjson would turn integers above 1e14 into floats and `[]` into `{}`.
+only key names they read out of values are full key names stored for that purpose
+(the token keys in a device's token set here; the session and typing indexes in
+`session_scripts.py`). They never decode JSON: stored values are assembled from pieces
+(see `codec.py`), because Redis' cjson would turn integers above 1e14 into floats and
+`[]` into `{}`.
 
 Validation happens before the first write, so a script that reports NotFound or
 Conflict has written nothing.

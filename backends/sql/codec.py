@@ -17,7 +17,9 @@ from homeserver.types import (
     Event,
     JsonDict,
     MembershipRecord,
+    PresenceRecord,
     RoomRecord,
+    SessionRecord,
     UserRecord,
 )
 
@@ -125,5 +127,33 @@ def account_data_from_row(row: Row[Any]) -> AccountDataRecord:
         room_id=room_id_of(row.room_key),
         type=row.type,
         content=load_json(row.content),
+        stream_pos=row.stream_pos,
+    )
+
+
+def session_from_mapping(row: Mapping[Any, Any], prefix: str = "") -> SessionRecord:
+    """A session from a row of the sessions table, its columns named `prefix + name`."""
+    return SessionRecord(
+        session_id=row[prefix + "session_id"],
+        user_id=row[prefix + "user_id"],
+        device_id=row[prefix + "device_id"],
+        presence=row[prefix + "presence"],
+        status_msg=row[prefix + "status_msg"],
+        created_ts=row[prefix + "created_ts"],
+        last_active_ts=row[prefix + "last_active_ts"],
+        expires_at_ms=row[prefix + "expires_at_ms"],
+    )
+
+
+def session_from_row(row: Row[Any]) -> SessionRecord:
+    return session_from_mapping(row._mapping)
+
+
+def presence_from_row(row: Row[Any]) -> PresenceRecord:
+    return PresenceRecord(
+        user_id=row.user_id,
+        presence=row.presence,
+        status_msg=row.status_msg,
+        last_active_ts=row.last_active_ts,
         stream_pos=row.stream_pos,
     )

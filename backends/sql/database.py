@@ -3,9 +3,11 @@
 SQLAlchemy's async engine is asyncio-only, so the sync engine runs in threads:
 `Database.read` / `Database.write` run a function of a `Connection` inside one
 transaction through `trio.to_thread.run_sync`, limited to the pool size (the pool has no
-overflow, so a thread never waits for a connection). A cancelled caller does not
-abandon its thread: the transaction commits or rolls back as a whole, then the caller
-sees `trio.Cancelled`. Driver exceptions are mapped to `backends.errors` in the thread.
+overflow, so a thread never waits for a connection). `Database.read_one` runs a read of
+one statement, on PostgreSQL without BEGIN/COMMIT: one round trip, for hot paths such as
+authentication. A cancelled caller does not abandon its thread: the transaction commits
+or rolls back as a whole, then the caller sees `trio.Cancelled`. Driver exceptions are
+mapped to `backends.errors` in the thread.
 
 SQLite: pysqlite's own transaction handling is turned off; read transactions begin with
 `BEGIN`, write transactions with `BEGIN IMMEDIATE` (taking the write lock up front, so a
@@ -15,6 +17,8 @@ locked" half way), and writes are funnelled through a limiter of 1.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -32,6 +36,7 @@ T = TypeVar("T")
 DEFAULT_POOL_SIZE = {"sqlite": 4, "postgresql": 8}
 CONNECT_TIMEOUT_S = 10
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+_WAL_RETRY_S = 0.005
 # Execution option marking a connection whose transaction writes (SQLite only).
 _WRITE_OPTION = "homeserver_write"
 
@@ -110,7 +115,7 @@ def _create_sqlite_engine(url: URL, pool_size: int) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _enable_wal(cursor)
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
@@ -125,6 +130,24 @@ def _create_sqlite_engine(url: URL, pool_size: int) -> Engine:
             conn.exec_driver_sql("BEGIN")
 
     return engine
+
+
+def _enable_wal(cursor: Any) -> None:
+    """Switch the database file to WAL mode (it stays so), retrying while locked.
+
+    Connections converting a fresh file at the same time (several processes migrating
+    it) contend for its exclusive lock, and SQLite answers "database is locked" without
+    waiting (it would deadlock); this connection holds no lock between attempts.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(_WAL_RETRY_S)
 
 
 def map_error(exc: BaseException, conflict: str | None = None) -> StorageError:
@@ -171,10 +194,20 @@ class Database:
             pool_size = 1
         self._limiter = trio.CapacityLimiter(pool_size)
         self._write_limiter = trio.CapacityLimiter(1) if is_sqlite else None
+        self._autocommit = self.dialect == "postgresql"
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn(connection)` in a read transaction, in a worker thread."""
         return await self._run(fn, write=False, conflict=None)
+
+    async def read_one(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn(connection)`, which reads with ONE statement, in a worker thread.
+
+        On PostgreSQL the statement runs in autocommit mode: one round trip instead of
+        three (BEGIN, the statement, COMMIT), and a single statement sees one snapshot
+        anyway. SQLite (in process) reads in a transaction as `read` does.
+        """
+        return await self._run(fn, write=False, conflict=None, autocommit=self._autocommit)
 
     async def write(self, fn: Callable[[Connection], T], *, conflict: str | None = None) -> T:
         """Run `fn(connection)` in a write transaction, in a worker thread.
@@ -187,24 +220,33 @@ class Database:
         async with self._write_limiter:
             return await self._run(fn, write=True, conflict=conflict)
 
-    async def _run(self, fn: Callable[[Connection], T], *, write: bool, conflict: str | None) -> T:
+    async def _run(
+        self,
+        fn: Callable[[Connection], T],
+        *,
+        write: bool,
+        conflict: str | None,
+        autocommit: bool = False,
+    ) -> T:
         # abandon_on_cancel=False: the thread always finishes its transaction.
         result = await trio.to_thread.run_sync(
-            self._transaction, fn, write, conflict, limiter=self._limiter
+            self._transaction, fn, write, conflict, autocommit, limiter=self._limiter
         )
         # The work is done (committed or rolled back); a cancelled caller hears so now.
         await trio.lowlevel.checkpoint_if_cancelled()
         return result
 
-    def _transaction(self, fn: Callable[[Connection], T], write: bool, conflict: str | None) -> T:
+    def _transaction(
+        self, fn: Callable[[Connection], T], write: bool, conflict: str | None, autocommit: bool
+    ) -> T:
         try:
             try:
-                return self._attempt(fn, write)
+                return self._attempt(fn, write, autocommit)
             except _DeadConnection:
                 # The pooled connection had died (database restarted, connection killed)
                 # before the transaction could commit, so nothing was written, and
                 # SQLAlchemy has invalidated the pool: once more on a fresh connection.
-                return self._attempt(fn, write)
+                return self._attempt(fn, write, autocommit)
         except StorageError:
             raise
         except _DeadConnection as dead:
@@ -213,10 +255,13 @@ class Database:
         except Exception as exc:
             raise map_error(exc, conflict) from exc
 
-    def _attempt(self, fn: Callable[[Connection], T], write: bool) -> T:
+    def _attempt(self, fn: Callable[[Connection], T], write: bool, autocommit: bool) -> T:
         with self.engine.connect() as conn:
             if write:
                 conn.execution_options(**{_WRITE_OPTION: True})
+            elif autocommit:
+                # Reset to the default level when the connection returns to the pool.
+                conn.execution_options(isolation_level="AUTOCOMMIT")
             with conn.begin():
                 try:
                     return fn(conn)

@@ -10,7 +10,10 @@ from sqlalchemy.engine import make_url
 from backends.protocols import Storage
 from backends.sql.database import open_database
 from backends.sql.migrate import require_head, upgrade_to_head
+from backends.sql.presence import SqlPresenceStore
 from backends.sql.rooms import SqlRoomStore
+from backends.sql.sessions import SqlSessionStore
+from backends.sql.typing_state import SqlTypingStore
 from backends.sql.user_data import SqlAccountDataStore, SqlFilterStore, SqlTransactionStore
 from backends.sql.users import SqlDeviceStore, SqlUserStore
 
@@ -43,6 +46,9 @@ async def open_sql(
             account_data=SqlAccountDataStore(db),
             filters=SqlFilterStore(db),
             txns=SqlTransactionStore(db),
+            sessions=SqlSessionStore(db),
+            typing=SqlTypingStore(db),
+            presence=SqlPresenceStore(db),
             closer=close,
         )
 

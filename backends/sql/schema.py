@@ -176,3 +176,64 @@ txns = Table(
     Column("txn_key", Text, primary_key=True),
     Column("event_id", Text, nullable=False),
 )
+
+# Sessions (revision 0002). No foreign key to devices: the session store does not
+# require its device to exist, as in every other backend; logout ends sessions itself.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("session_id", id_type(), primary_key=True),
+    Column("user_id", id_type(), nullable=False),
+    Column("device_id", id_type(), nullable=False),
+    Column("presence", Text, nullable=False),
+    Column("status_msg", Text, nullable=True),
+    Column("created_ts", BigInteger, nullable=False),
+    Column("last_active_ts", BigInteger, nullable=False),
+    Column("expires_at_ms", BigInteger, nullable=False),
+    # The reaper takes the earliest deadlines first: it reads this index from its start.
+    Index(None, "expires_at_ms", "session_id"),
+    Index(None, "user_id", "device_id"),
+)
+
+# The device's active session. The primary key makes "one active session per device"
+# a constraint (concurrent implicit starts meet on it); deleting a session deletes the
+# pointer to it.
+active_sessions = Table(
+    "active_sessions",
+    metadata,
+    Column("user_id", id_type(), primary_key=True),
+    Column("device_id", id_type(), primary_key=True),
+    Column("session_id", id_type(), nullable=False, unique=True),
+    ForeignKeyConstraint(["session_id"], ["sessions.session_id"], ondelete="CASCADE"),
+)
+
+# Who types where, for which session (or other owner id), until when.
+typing = Table(
+    "typing",
+    metadata,
+    Column("room_id", id_type(), primary_key=True),
+    Column("user_id", id_type(), primary_key=True),
+    Column("session_id", Text, nullable=False),
+    Column("expires_at_ms", BigInteger, nullable=False),
+    Index(None, "expires_at_ms"),
+    Index(None, "session_id"),
+)
+
+# The stream position of each room's last typing change (kept when nobody types).
+typing_rooms = Table(
+    "typing_rooms",
+    metadata,
+    Column("room_id", id_type(), primary_key=True),
+    Column("stream_pos", BigInteger, nullable=False),
+)
+
+# Each user's published presence at the position of its last change.
+presence = Table(
+    "presence",
+    metadata,
+    Column("user_id", id_type(), primary_key=True),
+    Column("presence", Text, nullable=False),
+    Column("status_msg", Text, nullable=True),
+    Column("last_active_ts", BigInteger, nullable=False),
+    Column("stream_pos", BigInteger, nullable=False),
+)

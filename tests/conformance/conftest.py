@@ -2,7 +2,8 @@
 
 Isolation per backend:
 - memory: a new instance per test.
-- sqlite: a new database file in the test's tmp_path (migrated on open).
+- sqlite: a new database file in the test's tmp_path, copied from one migrated once
+  per test session (test_sql_schema.py covers migrating).
 - postgresql: one uniquely named database per test session, created and migrated on
   first use and dropped when the session ends; before each test every row is deleted
   and the stream counter and sequences reset, so no test sees another's rows.
@@ -11,7 +12,10 @@ Isolation per backend:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import shutil
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -20,6 +24,7 @@ import trio
 
 from backends import Storage, open_storage
 from backends.memory import open_memory
+from backends.sql import migrate
 from tests.services import require_postgres, require_redis, unique_name
 
 from .support import Backend, PostgresDatabase, delete_redis_prefix, empty_database
@@ -45,6 +50,18 @@ def _with_query(url: str, key: str, value: str) -> str:
     return f"{url}{'&' if '?' in url else '?'}{key}={value}"
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An SQLite database file migrated to head once; each test gets a copy (running
+    the migrations costs ~20 ms a test, a copy well under 1 ms)."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    trio.run(migrate, f"sqlite:///{path}")
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        # Everything into the main file, so that copying it alone copies the database.
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return path
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     """Which backend and where it lives. A sync fixture, so that a skip keeps its reason
@@ -53,7 +70,10 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     if name == "memory":
         return Backend(name, "memory://")
     if name == "sqlite":
-        return Backend(name, f"sqlite:///{tmp_path / 'conformance.db'}")
+        template: Path = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "conformance.db"
+        shutil.copyfile(template, path)
+        return Backend(name, f"sqlite:///{path}")
     if name == "postgresql":
         return Backend(name, require_postgres())
     if name == "redis":
@@ -74,7 +94,8 @@ async def storage(backend: Backend, postgres_database: PostgresDatabase) -> Asyn
     elif backend.name == "postgresql":
         url = await postgres_database.ensure(backend.url)
         await trio.to_thread.run_sync(empty_database, url)
-        async with open_storage(url) as store:
+        # Migrated once by `ensure`: opening only checks the revision.
+        async with open_storage(url, migrate=False) as store:
             yield store
     elif backend.name == "redis":
         prefix = unique_name("hs_conformance")

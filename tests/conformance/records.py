@@ -13,6 +13,7 @@ from homeserver.types import (
     JsonDict,
     NewEvent,
     RoomRecord,
+    SessionRecord,
     UserRecord,
 )
 
@@ -91,3 +92,36 @@ async def append_one(storage: Storage, event: NewEvent) -> Event:
 async def messages(storage: Storage, room_id: str, count: int) -> list[Event]:
     """Append `count` messages one call each; returns them in order."""
     return [await append_one(storage, message(room_id, body=f"m{i}")) for i in range(count)]
+
+
+def session(
+    session_id: str,
+    user_id: str = ALICE,
+    device_id: str = "DEV",
+    *,
+    created_ts: int = 10_000,
+    expires_at_ms: int = 100_000,
+    presence: str = "online",
+    status_msg: str | None = None,
+) -> SessionRecord:
+    return SessionRecord(
+        session_id=session_id,
+        user_id=user_id,
+        device_id=device_id,
+        presence=presence,
+        status_msg=status_msg,
+        created_ts=created_ts,
+        last_active_ts=created_ts,
+        expires_at_ms=expires_at_ms,
+    )
+
+
+async def login(
+    storage: Storage, token_value: str, user_id: str = ALICE, device_id: str = "DEV"
+) -> AccessToken:
+    """A device with a fresh access token (the user is created if need be)."""
+    if await storage.users.get_user(user_id) is None:
+        await storage.users.create_user(user(user_id))
+    access = token(token_value, user_id, device_id)
+    await storage.devices.add_device_with_token(device(user_id, device_id), access)
+    return access

@@ -1,9 +1,11 @@
 """Helpers of the conformance fixtures: backend descriptions, the session's PostgreSQL
-database, and cleanup of Redis key prefixes."""
+database, and cleanup of Redis key prefixes, running jobs concurrently."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import coredis
 import psycopg
@@ -13,6 +15,8 @@ from sqlalchemy.engine import make_url
 from backends.sql import migrate
 from backends.sql.schema import metadata, stream_counter
 from tests.services import unique_name
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -98,3 +102,17 @@ async def delete_redis_prefix(url: str, prefix: str) -> None:
         keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
         if keys:
             await client.delete(keys)
+
+
+async def gather(*jobs: Callable[[], Awaitable[T]]) -> list[T]:
+    """Run the jobs concurrently in one nursery; their results in job order (the first
+    exception propagates, as nurseries do)."""
+    results: dict[int, T] = {}
+
+    async def run(index: int, job: Callable[[], Awaitable[T]]) -> None:
+        results[index] = await job()
+
+    async with trio.open_nursery() as nursery:
+        for index, job in enumerate(jobs):
+            nursery.start_soon(run, index, job)
+    return [results[index] for index in range(len(jobs))]

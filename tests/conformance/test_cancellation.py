@@ -4,15 +4,28 @@ stays consistent and usable."""
 from __future__ import annotations
 
 import itertools
+from functools import partial
 
 import trio
 import trio.lowlevel
 import trio.testing
 
 from backends import Storage
+from backends.protocols import AuthLookup
 from homeserver.types import AccountDataRecord, NewEvent
 
-from .records import ALICE, ROOM, append_one, device, make_room, member, message, state, token
+from .records import (
+    ALICE,
+    ROOM,
+    append_one,
+    device,
+    make_room,
+    member,
+    message,
+    session,
+    state,
+    token,
+)
 
 # Cancel after this many scheduler passes: hits different stages of each backend.
 CANCEL_POINTS = range(8)
@@ -144,3 +157,55 @@ async def test_login_cancelled_is_all_or_nothing(storage: Storage) -> None:
     await storage.devices.add_device_with_token(device(ALICE, "DEV"), token("t-final"))
     assert await storage.devices.get_token(current) is None
     assert await storage.devices.get_token("t-final") is not None
+
+
+async def test_session_starts_cancelled_mid_flight_leave_one_active_session(
+    storage: Storage,
+) -> None:
+    await storage.devices.add_device_with_token(device(ALICE, "DEV"), token("t"))
+    for points in CANCEL_POINTS:
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                for i in range(4):
+                    record = session(f"s{points}-{i}")
+                    nursery.start_soon(
+                        partial(storage.sessions.start_session, replace=i % 2 == 0), record
+                    )
+                nursery.start_soon(_cancel_after, points, scope)
+        lookup = await storage.sessions.authenticate("t", None)
+        assert lookup is not None
+        stored = await storage.sessions.list_user_sessions(ALICE)
+        if lookup.session is not None:
+            assert lookup.session in stored
+        fresh = session(f"fresh{points}")
+        started = await storage.sessions.start_session(fresh, replace=False)
+        assert started.session == (lookup.session or fresh)
+        for record in await storage.sessions.list_user_sessions(ALICE):
+            assert await storage.sessions.end_session(record.session_id) == record
+        assert await storage.sessions.authenticate("t", None) == AuthLookup(token("t"), None)
+
+
+async def test_typing_cancelled_mid_flight_stays_consistent(storage: Storage) -> None:
+    users = [f"@u{i}:example.org" for i in range(4)]
+    for points in CANCEL_POINTS:
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                for i, user_id in enumerate(users):
+                    if (i + points) % 3 == 0:
+                        nursery.start_soon(storage.typing.clear_typing, ROOM, user_id)
+                    else:
+                        nursery.start_soon(storage.typing.set_typing, ROOM, user_id, "s", 1_000)
+                nursery.start_soon(_cancel_after, points, scope)
+        current = await storage.rooms.current_stream_pos()
+        shown = await storage.typing.get_typing([ROOM])
+        typing_users = set(shown[ROOM].user_ids) if ROOM in shown else set()
+        if ROOM in shown:
+            assert shown[ROOM].stream_pos <= current
+        # Every entry the room shows is stored, and nothing else is.
+        for user_id in users:
+            change = await storage.typing.clear_typing(ROOM, user_id)
+            assert (change is not None) == (user_id in typing_users)
+            if change is not None:
+                assert change.stream_pos > current
+                typing_users.discard(user_id)
+                assert set(change.user_ids) == typing_users

@@ -13,17 +13,23 @@ from urllib.parse import quote
 
 import pytest
 import trio
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, inspect, text
 
 from backends import BackendUnavailable, StorageError, open_storage
+from backends.protocols import AuthLookup, SessionStart
 from backends.sql import head_revision, migrate, open_sql
 from backends.sql.database import open_database
+from backends.sql.migrate import alembic_config
+from backends.sql.rooms import SqlRoomStore
 from backends.sql.schema import metadata
+from backends.sql.user_data import SqlAccountDataStore
+from backends.sql.users import SqlDeviceStore, SqlUserStore
 from tests.services import require_postgres, unique_name
 
-from .records import ALICE, ROOM, make_room, message, user
+from .records import ALICE, ROOM, device, make_room, message, room, session, token, user
 from .support import Backend, PostgresDatabase, execute
 
 
@@ -91,6 +97,74 @@ async def test_migrate_is_idempotent_and_keeps_data(empty_url: str) -> None:
     await migrate(empty_url)
     async with open_sql(empty_url, migrate=False) as storage:
         assert await storage.users.get_user(ALICE) == user(ALICE)
+
+
+def _upgrade_to(revision: str) -> Any:
+    def run(conn: Connection) -> None:
+        command.upgrade(alembic_config(conn), revision)
+
+    return run
+
+
+def _downgrade_to(revision: str) -> Any:
+    def run(conn: Connection) -> None:
+        command.downgrade(alembic_config(conn), revision)
+
+    return run
+
+
+def _tables(conn: Connection) -> set[str]:
+    return set(inspect(conn).get_table_names())
+
+
+async def test_a_database_at_0001_migrates_to_head_and_keeps_its_data(empty_url: str) -> None:
+    await _run(empty_url, _upgrade_to("0001"))
+    assert await _run(empty_url, _revision) == "0001"
+    # Data written by the 0001-era stores, straight into the 0001 schema.
+    async with open_database(empty_url) as db:
+        await SqlUserStore(db).create_user(user(ALICE))
+        await SqlDeviceStore(db).add_device_with_token(device(ALICE, "DEV"), token("t"))
+        rooms = SqlRoomStore(db)
+        await rooms.create_room(room(ROOM))
+        old_events = await rooms.append_events([message(ROOM, body="before")])
+        old_pos = await SqlAccountDataStore(db).put_account_data(ALICE, None, "m.x", {"a": 1})
+    with pytest.raises(StorageError, match="migrate"):
+        async with open_sql(empty_url, migrate=False):
+            pass  # pragma: no cover
+
+    async with open_sql(empty_url) as storage:
+        assert await storage.users.get_user(ALICE) == user(ALICE)
+        assert await storage.devices.get_token("t") == token("t")
+        assert await storage.rooms.get_room(ROOM) == room(ROOM)
+        assert await storage.rooms.get_event(old_events[0].event_id) == old_events[0]
+        assert await storage.account_data.get_account_data(ALICE, None, "m.x") == {"a": 1}
+        assert await storage.rooms.current_stream_pos() == old_pos
+        # The new stores work and continue the stream where it was.
+        started = await storage.sessions.start_session(session("s"), replace=False)
+        assert started == SessionStart(session=session("s"), replaced=None)
+        assert await storage.sessions.authenticate("t", None) == AuthLookup(
+            token=token("t"), session=session("s")
+        )
+        change = await storage.typing.set_typing(ROOM, ALICE, "s", 1_000)
+        assert change is not None and change.stream_pos == old_pos + 1
+        published = await storage.presence.put_presence(ALICE, "online", None, 1)
+        assert published.stream_pos == old_pos + 2
+    assert await _run(empty_url, _revision) == head_revision()
+    assert await _run(empty_url, _schema_diff) == []
+
+
+async def test_downgrade_to_0001_drops_only_the_new_tables(empty_url: str) -> None:
+    await migrate(empty_url)
+    async with open_sql(empty_url) as storage:
+        await storage.users.create_user(user(ALICE))
+        await storage.sessions.start_session(session("s"), replace=False)
+    await _run(empty_url, _downgrade_to("0001"))
+    tables = await _run(empty_url, _tables)
+    assert not tables & {"sessions", "active_sessions", "typing", "typing_rooms", "presence"}
+    await migrate(empty_url)
+    async with open_sql(empty_url, migrate=False) as storage:
+        assert await storage.users.get_user(ALICE) == user(ALICE)
+        assert await storage.sessions.list_user_sessions(ALICE) == []
 
 
 async def test_concurrent_migrations_of_one_database(empty_url: str) -> None:
@@ -203,3 +277,11 @@ async def test_postgres_connections_killed_under_the_pool_recover(
         await storage.users.set_profile_field(ALICE, "displayname", "y")
         stored = await storage.users.get_user(ALICE)
         assert stored is not None and stored.displayname == "y"
+        await trio.to_thread.run_sync(
+            execute,
+            url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        # So is a one-statement read outside a transaction (authentication's path).
+        assert await storage.sessions.authenticate("unknown", None) is None

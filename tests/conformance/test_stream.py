@@ -17,6 +17,7 @@ from .records import (
     make_room,
     member,
     message,
+    session,
     token,
     user,
 )
@@ -55,15 +56,30 @@ async def test_failed_appends_do_not_move_the_stream(storage: Storage) -> None:
     assert second.stream_pos > first.stream_pos
 
 
-async def test_only_events_and_account_data_use_positions(storage: Storage) -> None:
+async def test_only_stream_writers_use_positions(storage: Storage) -> None:
+    """Events, account data, presence and typing changes are on the stream; the rest,
+    sessions included, and typing refreshes are not."""
     await storage.users.create_user(user(ALICE))
     await storage.users.set_profile_field(ALICE, "displayname", "A")
     await storage.devices.add_device_with_token(device(ALICE, "DEV"), token("t"))
     await storage.filters.create_filter(ALICE, {})
     await storage.txns.put_txn_event(ALICE, "DEV", "txn", "$e")
+    await storage.sessions.start_session(session("s1", expires_at_ms=10), replace=False)
+    await storage.sessions.start_session(session("s2"), replace=True)
+    await storage.sessions.touch_session("s2", 1, 2)
+    await storage.sessions.set_session_presence("s2", "unavailable", None)
+    await storage.sessions.take_expired_sessions(10, 10)
+    await storage.sessions.end_session("s2")
+    await storage.typing.clear_typing(ROOM, ALICE)
+    await storage.typing.clear_session_typing("s2")
+    await storage.typing.take_expired_typing(10, 10)
     await make_room(storage)
     assert await storage.rooms.current_stream_pos() == 0
     join = await append_one(storage, member(ROOM, ALICE))
+    typing = await storage.typing.set_typing(ROOM, ALICE, "s", 100)
+    assert typing is not None and typing.stream_pos == join.stream_pos + 1
+    await storage.typing.set_typing(ROOM, ALICE, "s", 200)
+    await storage.typing.take_expired_typing(199, 10)
     await storage.rooms.forget_room(ALICE, ROOM)
     await storage.devices.delete_device(ALICE, "DEV")
-    assert await storage.rooms.current_stream_pos() == join.stream_pos
+    assert await storage.rooms.current_stream_pos() == typing.stream_pos
