@@ -10,8 +10,8 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from backends import BackendUnavailable, StorageError
-from homeserver.api import account, auth, rooms, sync, versions
-from homeserver.api._common import json_response
+from homeserver.api import account, auth, presence, rooms, sessions, sync, versions
+from homeserver.api._common import add_session_header, finish_session, json_response
 from homeserver.engine import Engine
 from homeserver.errors import InvalidParam, MatrixError
 
@@ -24,11 +24,14 @@ class HomeserverApp(QuartTrio):
     engine: Engine
 
 
-def _matrix_error(exc: MatrixError) -> Response:
+# Every hook and handler is async: Quart runs sync ones in a worker thread.
+
+
+async def _matrix_error(exc: MatrixError) -> Response:
     return json_response(exc.to_json(), exc.status, exc.headers or None)
 
 
-def _http_error(exc: HTTPException) -> Response:
+async def _http_error(exc: HTTPException) -> Response:
     status = exc.code or 500
     if status == 413:
         return json_response({"errcode": "M_TOO_LARGE", "error": "Request body too large"}, 413)
@@ -41,7 +44,7 @@ def _http_error(exc: HTTPException) -> Response:
     return json_response({"errcode": "M_UNKNOWN", "error": exc.name}, status)
 
 
-def _storage_error(exc: StorageError) -> Response:
+async def _storage_error(exc: StorageError) -> Response:
     if isinstance(exc, BackendUnavailable):
         log.warning("storage unavailable: %s", exc)
         return json_response(
@@ -56,7 +59,7 @@ def _storage_error(exc: StorageError) -> Response:
     return json_response({"errcode": "M_UNKNOWN", "error": "Internal storage error"}, 500)
 
 
-def _unexpected(exc: Exception) -> Response:
+async def _unexpected(exc: Exception) -> Response:
     log.exception("unhandled error", exc_info=exc)
     return json_response({"errcode": "M_UNKNOWN", "error": "Internal server error"}, 500)
 
@@ -80,10 +83,20 @@ def create_app(engine: Engine) -> HomeserverApp:
     app.url_map.merge_slashes = False
     app.register_blueprint(versions.unprefixed)
     for index, prefix in enumerate(CLIENT_PREFIXES):
-        for bp in (versions.client, auth.bp, rooms.bp, sync.bp, account.bp):
+        for bp in (
+            versions.client,
+            auth.bp,
+            rooms.bp,
+            sync.bp,
+            account.bp,
+            sessions.bp,
+            presence.bp,
+        ):
             name = bp.name if index == 0 else f"{bp.name}_{prefix.rsplit('/', 1)[-1]}"
             app.register_blueprint(bp, url_prefix=prefix, name=name)
     app.before_request(_refuse_nul)
+    app.after_request(add_session_header)
+    app.teardown_request(finish_session)
     app.register_error_handler(MatrixError, _matrix_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(StorageError, _storage_error)

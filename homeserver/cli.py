@@ -1,4 +1,5 @@
-"""`homeserver serve`: the command line."""
+"""The command line: `homeserver serve` runs the server, `homeserver migrate` brings a
+SQL database to the current schema."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import trio
 
+from backends import StorageError, migrate_storage, redact_url
 from homeserver.config import Config, ConfigError, load_config
 
 
@@ -20,24 +23,33 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", help="port to listen on (default 8008)")
     serve.add_argument("--server-name", dest="server_name", help="server name (default localhost)")
-    serve.add_argument("--storage", help="storage URL (default memory://)")
+    serve.add_argument("--storage", help="storage URL (default sqlite:///homeserver.db)")
     serve.add_argument(
         "--registration",
         choices=["open", "disabled"],
         help="whether anyone may register (default open)",
     )
+    migrate = sub.add_parser(
+        "migrate", help="bring the SQL database to the current schema, then exit"
+    )
+    migrate.add_argument("--config", metavar="FILE", help="TOML config file")
+    migrate.add_argument("--storage", help="storage URL (default sqlite:///homeserver.db)")
     return parser
 
 
 def build_config(args: argparse.Namespace) -> Config:
-    overrides = {
-        "host": args.host,
-        "port": args.port,
-        "server_name": args.server_name,
-        "storage": args.storage,
-        "registration": args.registration,
-    }
+    names = ("host", "port", "server_name", "storage", "registration")
+    overrides: dict[str, Any] = {name: getattr(args, name, None) for name in names}
     return load_config(args.config, overrides=overrides)
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"homeserver: {message}", file=sys.stderr)
+    return code
+
+
+async def _migrate(url: str) -> str | None:
+    return await migrate_storage(url)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,17 +57,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = build_config(args)
     except ConfigError as exc:
-        print(f"homeserver: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc), 2)
     logging.basicConfig(
         level=config.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if config.log_level != "debug":
+        # Alembic narrates every migration step; coredis logs a traceback for every
+        # failed connection attempt, which our backend already reports as one line.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        logging.getLogger("coredis").setLevel(logging.CRITICAL)
+    storage = redact_url(config.storage)
+    if args.command == "migrate":
+        try:
+            revision = trio.run(_migrate, config.storage)
+        except StorageError as exc:
+            return _fail(f"cannot migrate storage {storage}: {exc}")
+        if revision is None:
+            print(f"{storage}: this backend has no schema to migrate")
+        else:
+            print(f"{storage}: schema at revision {revision}")
+        return 0
+
     from homeserver.server import serve
 
     try:
         trio.run(serve, config)
+    except StorageError as exc:
+        return _fail(f"cannot open storage {storage}: {exc}")
     except OSError as exc:
-        print(f"homeserver: cannot start: {exc}", file=sys.stderr)
-        return 1
+        return _fail(f"cannot start: {exc}")
     return 0

@@ -27,7 +27,7 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 8008
     server_name: str = "localhost"
-    storage: str = "memory://"
+    storage: str = "sqlite:///homeserver.db"
     registration: str = "open"
     max_request_bytes: int = 1_048_576
     keep_alive_timeout_s: float = 5.0
@@ -42,6 +42,7 @@ class Config:
     session_touch_coalesce_ms: int = 1000
     typing_timeout_cap_ms: int = 30_000
     presence_enabled: bool = True
+    migrate_on_start: bool = True
 
 
 def _int_in(lo: int, hi: int) -> Callable[[str, Any], int]:
@@ -133,6 +134,7 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "session_touch_coalesce_ms": _int_in(0, 60_000),
     "typing_timeout_cap_ms": _int_in(1000, 600_000),
     "presence_enabled": _bool,
+    "migrate_on_start": _bool,
 }
 assert set(_PARSERS) == {f.name for f in dataclasses.fields(Config)}
 

@@ -53,18 +53,25 @@ async def serve(
 
     Reports the bound addresses through `task_status` once it listens.
     """
-    async with open_storage(config.storage) as storage:
+    async with open_storage(config.storage, migrate=config.migrate_on_start) as storage:
+        for warning in storage.warnings:
+            log.warning("%s", warning)
         engine = Engine(config, storage)
         app = HomeserverASGI(cast(ASGIApp, create_app(engine)))
         async with trio.open_nursery() as nursery:
-            binds: list[str] = await nursery.start(
-                lambda *, task_status: hypercorn_serve(
+
+            async def serve_http(*, task_status: trio.TaskStatus[list[str]]) -> None:
+                await hypercorn_serve(
                     cast(Any, app),
                     hypercorn_config(config),
                     shutdown_trigger=shutdown_trigger or _until_signal,
                     task_status=task_status,
                 )
-            )
+                # HTTP has drained: stop the engine's loops too.
+                nursery.cancel_scope.cancel()
+
+            await nursery.start(engine.run)
+            binds: list[str] = await nursery.start(serve_http)
             log.info(
                 "homeserver listening on %s (server_name=%s, storage=%s)",
                 ", ".join(binds),

@@ -12,12 +12,12 @@ from backends.memory import open_memory
 from homeserver.app import HomeserverApp, create_app
 from homeserver.config import Config
 from homeserver.engine import Engine
-from tests.helpers import Api, test_config
+from tests.helpers import Api, make_config
 
 
 @pytest.fixture
 def config() -> Config:
-    return test_config()
+    return make_config()
 
 
 @pytest.fixture

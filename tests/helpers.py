@@ -14,9 +14,11 @@ from homeserver.config import Config
 PREFIX = "/_matrix/client/v3"
 
 
-def test_config(**overrides: Any) -> Config:
+def make_config(**overrides: Any) -> Config:
     """A config for tests: fast (but real) argon2id hashing, a test server name."""
     base: dict[str, Any] = {
+        # Never the default SQLite file in the working directory: tests leave nothing.
+        "storage": "memory://",
         "server_name": "test.local",
         "password_hash_time_cost": 1,
         "password_hash_memory_kib": 64,

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import TYPE_CHECKING, cast
 
-from quart import Response, current_app, request
+import trio
+from quart import Response, current_app, g, request
 
+from backends import StorageError
 from homeserver import client_json
+from homeserver.engine.sessions import SESSION_HEADER
 from homeserver.errors import BadJson, MissingParam, MissingToken, NotJson
 from homeserver.types import JsonDict, Requester
 
@@ -15,6 +19,8 @@ if TYPE_CHECKING:
     from homeserver.app import HomeserverApp
     from homeserver.engine import Engine
 
+log = logging.getLogger("homeserver.api")
+_FINISH_DEADLINE_S = 2.0
 _DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
@@ -40,9 +46,49 @@ def access_token() -> str:
     raise MissingToken()
 
 
-async def requester() -> Requester:
-    """Authenticate the request by its access token."""
-    return await engine().accounts.authenticate(access_token())
+_SESSION_KEY = "hs_session"
+
+
+async def requester(*, with_session: bool = True) -> Requester:
+    """Authenticate the request and resolve the session it runs in.
+
+    The session comes from the `Matrix-Session` header or the `session_id` query
+    parameter, else it is the device's active session (started if there is none).
+    `with_session=False` (session management, logout) authenticates by token alone.
+    """
+    eng = engine()
+    token = access_token()
+    if not with_session:
+        return await eng.accounts.authenticate(token)
+    session_id = request.headers.get(SESSION_HEADER) or request.args.get("session_id")
+    who, stored_deadline = await eng.sessions.authenticate(token, session_id)
+    if who.session_id is not None:
+        stored_deadline = await eng.sessions.request_started(who, stored_deadline)
+        setattr(g, _SESSION_KEY, (who, stored_deadline))
+    return who
+
+
+async def add_session_header(response: Response) -> Response:
+    """after_request: every response of a request that ran in a session names it.
+    (Async on purpose: Quart runs sync hooks in a worker thread.)"""
+    entry: tuple[Requester, int | None] | None = g.get(_SESSION_KEY)
+    if entry is not None and entry[0].session_id is not None:
+        response.headers[SESSION_HEADER] = entry[0].session_id
+    return response
+
+
+async def finish_session(_exc: BaseException | None) -> None:
+    """teardown_request: book the end of the request in its session. Runs even when the
+    client disconnected and the handler was cancelled, hence the shield."""
+    entry: tuple[Requester, int | None] | None = g.pop(_SESSION_KEY, None)
+    if entry is None:
+        return
+    who, stored_deadline = entry
+    with trio.CancelScope(shield=True, deadline=trio.current_time() + _FINISH_DEADLINE_S):
+        try:
+            await engine().sessions.request_finished(who, stored_deadline)
+        except StorageError as exc:
+            log.warning("could not record the end of a request in its session: %s", exc)
 
 
 async def json_body(*, allow_empty: bool = False) -> JsonDict:

@@ -14,7 +14,8 @@ from homeserver.api._common import (
     requester,
 )
 from homeserver.engine.sync import SyncRequest, parse_stream_token
-from homeserver.errors import Forbidden
+from homeserver.errors import Forbidden, InvalidParam
+from homeserver.types import Presence
 
 bp = Blueprint("sync", __name__)
 
@@ -25,12 +26,17 @@ async def sync() -> Response:
     who = await requester()
     eng = engine()
     since = arg("since")
+    set_presence = arg("set_presence")
+    if set_presence is not None and set_presence not in Presence.ALL:
+        raise InvalidParam(f"Unknown presence {set_presence!r}")
     req = SyncRequest(
         since=parse_stream_token(since) if since else None,
         timeout_ms=query_int("timeout", 0, lo=0, hi=eng.config.sync_timeout_cap_ms),
         full_state=query_bool("full_state"),
         filter=await eng.filters.resolve(who.user_id, arg("filter")),
     )
+    if set_presence is not None:
+        await eng.sessions.set_presence(who, set_presence, keep_status=True)
     return json_response(await eng.sync.sync(who, req))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import trio
+
 from backends import Storage
 from homeserver.clock import Clock, SystemClock
 from homeserver.config import Config
@@ -9,8 +11,11 @@ from homeserver.engine.account_data import AccountData
 from homeserver.engine.accounts import Accounts
 from homeserver.engine.filters import Filters
 from homeserver.engine.notifier import Notifier
+from homeserver.engine.presence import PresenceService
 from homeserver.engine.rooms import Rooms
+from homeserver.engine.sessions import SessionConfig, Sessions
 from homeserver.engine.sync import Sync
+from homeserver.engine.typing_state import TypingService
 
 __all__ = ["Engine"]
 
@@ -40,4 +45,31 @@ class Engine:
         )
         self.account_data = AccountData(storage, self.notifier)
         self.filters = Filters(storage)
-        self.sync = Sync(storage, self.clock, self.notifier)
+        self.presence = PresenceService(
+            storage, self.clock, self.notifier, enabled=config.presence_enabled
+        )
+        self.typing = TypingService(
+            storage, self.clock, self.notifier, timeout_cap_ms=config.typing_timeout_cap_ms
+        )
+        self.sessions = Sessions(
+            storage,
+            self.clock,
+            self.presence,
+            self.typing,
+            SessionConfig(
+                enabled=config.sessions_enabled,
+                timeout_ms=config.session_timeout_ms,
+                touch_coalesce_ms=config.session_touch_coalesce_ms,
+            ),
+        )
+        self.sync = Sync(storage, self.clock, self.notifier, self.presence)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The engine's background loops: session expiry, typing expiry, keepalive of
+        sessions with requests in flight. Runs until cancelled."""
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.sessions.expiry.run)
+            await nursery.start(self.typing.expiry.run)
+            if self.config.sessions_enabled:
+                await nursery.start(self.sessions.keepalive)
+            task_status.started()

@@ -14,6 +14,7 @@ from homeserver.clock import Clock
 from homeserver.engine.events import client_event, stripped_state
 from homeserver.engine.filters import SyncFilter
 from homeserver.engine.notifier import Notifier
+from homeserver.engine.presence import PresenceService
 from homeserver.engine.rooms import ended_a_join
 from homeserver.errors import InvalidParam
 from homeserver.types import Event, JsonDict, Membership, MembershipRecord, Requester
@@ -45,10 +46,13 @@ class SyncRequest:
 
 
 class Sync:
-    def __init__(self, storage: Storage, clock: Clock, notifier: Notifier) -> None:
+    def __init__(
+        self, storage: Storage, clock: Clock, notifier: Notifier, presence: PresenceService
+    ) -> None:
         self._storage = storage
         self._clock = clock
         self._notifier = notifier
+        self._presence = presence
 
     async def sync(self, requester: Requester, req: SyncRequest) -> JsonDict:
         deadline = trio.current_time() + req.timeout_ms / 1000
@@ -115,17 +119,63 @@ class Sync:
                 room["account_data"]["events"].append(
                     {"type": record.type, "content": record.content}
                 )
+        joined_ids = [m.room_id for m in joined]
+        typing_news = await self._typing(join, joined_ids, since, now_pos)
+        presence_events = await self._presence_events(user_id, joined_ids, since, now_pos)
         response: JsonDict = {
             "next_batch": stream_token(now_pos),
             "rooms": {"join": join, "invite": invite, "leave": leave, "knock": {}},
             "account_data": {"events": global_data},
-            "presence": {"events": []},
+            "presence": {"events": presence_events},
             "to_device": {"events": []},
             "device_lists": {"changed": [], "left": []},
             "device_one_time_keys_count": {},
         }
-        has_news = bool(join or invite or leave or global_data)
+        has_news = bool(join or invite or leave or global_data or typing_news or presence_events)
         return response, has_news
+
+    async def _typing(
+        self, join: JsonDict, joined_ids: list[str], since: int | None, now_pos: int
+    ) -> bool:
+        """Add m.typing to joined rooms whose typing changed since `since`."""
+        added = False
+        for room_id, change in (await self._storage.typing.get_typing(joined_ids)).items():
+            if change.stream_pos > now_pos:
+                continue  # the next sync reports it, past this next_batch
+            if since is None and not change.user_ids:
+                continue
+            if since is not None and change.stream_pos <= since:
+                continue
+            room = join.get(room_id)
+            if room is None:
+                room = join[room_id] = self._empty_joined_room()
+            room["ephemeral"]["events"].append(
+                {"type": "m.typing", "content": {"user_ids": list(change.user_ids)}}
+            )
+            added = True
+        return added
+
+    async def _presence_events(
+        self, user_id: str, joined_ids: list[str], since: int | None, now_pos: int
+    ) -> list[JsonDict]:
+        """m.presence of the user and everyone sharing a joined room, changed since."""
+        if not self._presence.enabled:
+            return []
+        audience = {user_id}
+        for room_id in joined_ids:
+            for member in await self._storage.rooms.get_room_members(room_id):
+                if member.membership == Membership.JOIN:
+                    audience.add(member.user_id)
+        records = await self._storage.presence.get_presence_since(sorted(audience), since or 0)
+        return [
+            {
+                "type": "m.presence",
+                "sender": r.user_id,
+                "content": self._presence.event_content(r),
+            }
+            for r in records
+            if r.stream_pos <= now_pos
+        ]
 
     @staticmethod
     def _empty_joined_room() -> JsonDict:

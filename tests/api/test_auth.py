@@ -10,8 +10,7 @@ import pytest
 
 from homeserver.config import Config
 from homeserver.engine import Engine
-from tests.helpers import Api, User
-from tests.helpers import test_config as make_config
+from tests.helpers import Api, User, make_config
 
 DUMMY = {"type": "m.login.dummy"}
 LOCALPART_CHARS = re.compile(r"^[a-z0-9._=\-+]+$")

@@ -14,8 +14,7 @@ import pytest
 from trio.testing import MockClock
 
 from homeserver.config import Config
-from tests.helpers import PREFIX, Api, User, q
-from tests.helpers import test_config as make_config
+from tests.helpers import PREFIX, Api, User, make_config, q
 
 MAX_BODY = 4096
 ERRCODE = re.compile(r"^M_[A-Z_]+$")

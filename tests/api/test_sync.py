@@ -95,7 +95,11 @@ async def test_initial_sync_of_a_new_user(api: Api, alice: User) -> None:
     body = await sync(api, alice)
     assert body["rooms"] == {"join": {}, "invite": {}, "leave": {}, "knock": {}}
     assert body["account_data"] == {"events": []}
-    assert body["presence"] == {"events": []}
+    # The sync runs in the device's implicit session: the user is online, and sees it.
+    (presence,) = body["presence"]["events"]
+    assert presence["type"] == "m.presence" and presence["sender"] == alice.user_id
+    assert presence["content"]["presence"] == "online"
+    assert presence["content"]["currently_active"] is True
     assert body["to_device"] == {"events": []}
     assert body["device_lists"] == {"changed": [], "left": []}
     assert body["device_one_time_keys_count"] == {}
