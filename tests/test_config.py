@@ -36,7 +36,7 @@ def test_defaults() -> None:
     assert config.host == "127.0.0.1"
     assert config.port == 8008
     assert config.server_name == "localhost"
-    assert config.storage == "memory://"
+    assert config.storage == "sqlite:///homeserver.db"
     assert config.registration == "open"
     assert config.max_request_bytes == 1_048_576
     assert config.log_level == "info"
@@ -305,7 +305,9 @@ def free_port() -> int:
 
 
 @pytest.mark.e2e
-async def test_cli_serves_and_stops_on_sigint() -> None:
+async def test_cli_serves_and_stops_on_sigint(tmp_path: Path) -> None:
+    """The README's first command: default storage is a SQLite file in the working
+    directory, one line says where the server listens, Ctrl-C stops it."""
     port = free_port()
     process = await trio.lowlevel.open_process(
         [
@@ -319,7 +321,7 @@ async def test_cli_serves_and_stops_on_sigint() -> None:
             "cli.example",
         ],
         stderr=subprocess.PIPE,
-        cwd=REPO_ROOT,
+        cwd=tmp_path,
         env=clean_env(),
     )
     assert process.stderr is not None
@@ -335,7 +337,8 @@ async def test_cli_serves_and_stops_on_sigint() -> None:
         line = next(ln for ln in output.decode().splitlines() if "listening on" in ln)
         assert f"127.0.0.1:{port}" in line
         assert "cli.example" in line
-        assert "memory://" in line
+        assert "sqlite:///homeserver.db" in line
+        assert (tmp_path / "homeserver.db").is_file()
 
         async with httpx.AsyncClient(timeout=10) as client:
             reply = await client.get(f"http://127.0.0.1:{port}/_matrix/client/versions")

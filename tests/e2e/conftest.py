@@ -11,7 +11,7 @@ import trio
 
 from homeserver.config import Config
 from homeserver.server import serve
-from tests.helpers import test_config
+from tests.helpers import make_config
 
 LiveServerFactory = Callable[..., AbstractAsyncContextManager[str]]
 
@@ -37,7 +37,7 @@ def live_server_factory() -> LiveServerFactory:
     def factory(**overrides: Any) -> AbstractAsyncContextManager[str]:
         overrides.setdefault("host", "127.0.0.1")
         overrides.setdefault("port", 0)
-        return run_live_server(test_config(**overrides))
+        return run_live_server(make_config(**overrides))
 
     return factory
 

@@ -1,0 +1,60 @@
+"""A TCP proxy a test can cut and restore, to simulate a store going away."""
+
+from __future__ import annotations
+
+import trio
+
+
+class CuttableProxy:
+    """Forwards 127.0.0.1:<port> to a target. `cut()` drops every connection and
+    refuses new ones (accepted, then closed at once); `restore()` forwards again."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.port = 0
+        self._open = True
+        self._scopes: set[trio.CancelScope] = set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = listeners[0].socket.getsockname()[1]
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            await trio.serve_listeners(self._handle, listeners, handler_nursery=nursery)
+
+    def cut(self) -> None:
+        self._open = False
+        for scope in list(self._scopes):
+            scope.cancel()
+
+    def restore(self) -> None:
+        self._open = True
+
+    async def _handle(self, client: trio.SocketStream) -> None:
+        async with client:
+            if not self._open:
+                return
+            try:
+                upstream = await trio.open_tcp_stream(*self.target)
+            except OSError:
+                return
+            async with upstream:
+                with trio.CancelScope() as scope:
+                    self._scopes.add(scope)
+                    try:
+                        async with trio.open_nursery() as nursery:
+                            nursery.start_soon(self._pump, client, upstream, nursery)
+                            nursery.start_soon(self._pump, upstream, client, nursery)
+                    finally:
+                        self._scopes.discard(scope)
+
+    @staticmethod
+    async def _pump(
+        source: trio.SocketStream, sink: trio.SocketStream, nursery: trio.Nursery
+    ) -> None:
+        try:
+            while data := await source.receive_some(65536):
+                await sink.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        nursery.cancel_scope.cancel()
