@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): `python -m benchmarks.http_bench` measures the HTTP layer."""
