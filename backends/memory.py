@@ -326,6 +326,7 @@ class MemoryTransactionStore:
 
 def open_memory_storage() -> Storage:
     """A fresh, empty memory backend."""
+    from backends.memory_policy import MemoryRateLimitStore, MemoryServerEventStore
     from backends.memory_sessions import (
         MemoryPresenceStore,
         MemorySessionStore,
@@ -350,6 +351,8 @@ def open_memory_storage() -> Storage:
         sessions=MemorySessionStore(state, ephemeral),
         typing=MemoryTypingStore(state, ephemeral),
         presence=MemoryPresenceStore(state, ephemeral),
+        rate_limits=MemoryRateLimitStore(),
+        server_events=MemoryServerEventStore(state),
         closer=close,
     )
 

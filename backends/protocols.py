@@ -7,7 +7,8 @@ Shared rules:
 - Methods take and return `homeserver.types` values; returned objects are never
   aliased to the store's own state (mutating a returned dict changes nothing stored).
 - Stream positions come from one server-wide counter shared by everything /sync
-  reports: room events, account data, typing changes and presence changes. Strictly
+  reports: room events, account data, typing changes, presence changes and server
+  events. Strictly
   increasing, never reused, starting above 0; position 0 means "before everything".
   Sessions, devices, filters and the like do not take positions.
 - Failures raise `backends.errors` exceptions only: `NotFound`, `Conflict`,
@@ -28,8 +29,10 @@ from homeserver.types import (
     JsonDict,
     MembershipRecord,
     NewEvent,
+    NewServerEvent,
     PresenceRecord,
     RoomRecord,
+    ServerEvent,
     SessionRecord,
     TypingChange,
     UserRecord,
@@ -282,6 +285,34 @@ class PresenceStore(Protocol):
         ordered by stream position."""
 
 
+class RateLimitStore(Protocol):
+    """Token buckets shared by every process using the store (e.g. the invite rate
+    limit plugin's counters)."""
+
+    async def take_token(
+        self, key: str, *, capacity: float, refill_per_s: float, now_ms: int, cost: float = 1.0
+    ) -> int:
+        """Atomically for `key`: refill the bucket at `refill_per_s` (up to `capacity`,
+        starting full) for the time since its last update, then take `cost` tokens if
+        that many are there. Returns 0 when taken; otherwise nothing is taken and the
+        result is the milliseconds until `cost` tokens will be there (at least 1; a
+        `cost` above `capacity` can never be taken and answers the time to fill the
+        bucket). A bucket may be forgotten once it would be full again."""
+
+
+class ServerEventStore(Protocol):
+    """Events the server sends itself, positioned in the server-wide stream."""
+
+    async def add_server_event(self, event: NewServerEvent) -> ServerEvent:
+        """Store the event at a new stream position. Raises Conflict if its id exists."""
+
+    async def get_server_events(
+        self, user_id: str, room_ids: Sequence[str], *, after: int, upto: int, limit: int
+    ) -> list[ServerEvent]:
+        """The events with after < stream_pos <= upto aimed at the user, at all users, or
+        at one of `room_ids`; ordered by position, at most `limit` (the oldest)."""
+
+
 @dataclass
 class Storage:
     """Every store of one backend, and how to close it."""
@@ -296,6 +327,8 @@ class Storage:
     sessions: SessionStore
     typing: TypingStore
     presence: PresenceStore
+    rate_limits: RateLimitStore
+    server_events: ServerEventStore
     closer: Callable[[], Awaitable[None]]
     # What the operator should know about this store (logged at start-up).
     warnings: tuple[str, ...] = ()

@@ -1,7 +1,8 @@
 """The Redis backend: `open_redis("redis://host:port/db?prefix=NAME")`.
 
 Key formats live in `keys.py`, value formats in `codec.py`, and every multi-key write
-is one Lua script (`scripts.py`), which Redis runs atomically.
+is one Lua script (`scripts.py`, `session_scripts.py`, `policy_scripts.py`), which
+Redis runs atomically.
 """
 
 from __future__ import annotations

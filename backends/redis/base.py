@@ -13,7 +13,7 @@ import trio
 from coredis.commands.script import Script
 
 from backends.errors import BackendUnavailable, StorageError
-from backends.redis import scripts, session_scripts
+from backends.redis import policy_scripts, scripts, session_scripts
 from backends.redis.keys import Keys
 
 
@@ -53,6 +53,11 @@ class Scripts:
         self.put_presence = bind(s.PUT_PRESENCE)
         self.set_members_hgetall = bind(s.SET_MEMBERS_HGETALL, readonly=True)
         self.get_typing = bind(s.GET_TYPING, readonly=True)
+
+        p = policy_scripts
+        self.take_token = bind(p.TAKE_TOKEN)
+        self.add_server_event = bind(p.ADD_SERVER_EVENT)
+        self.server_events = bind(p.SERVER_EVENTS, readonly=True)
 
 
 class RedisContext:

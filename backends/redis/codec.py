@@ -9,6 +9,7 @@ JSON text that the Lua scripts assemble from pieces made here, so the stream pos
     membership       [forgotten 0|1, stream_pos, membership, event_id]
     account data     [stream_pos, content]
     presence         [stream_pos, last_active_ts, presence, status_msg or null]
+    server event     [stream_pos, body]                         body: the other fields
 
 Sessions are hashes like the flat records; a script's HGETALL reply arrives as a flat
 field/value list (`hash_from_flat`).
@@ -28,8 +29,10 @@ from homeserver.types import (
     JsonDict,
     MembershipRecord,
     NewEvent,
+    NewServerEvent,
     PresenceRecord,
     RoomRecord,
+    ServerEvent,
     SessionRecord,
     UserRecord,
 )
@@ -326,3 +329,36 @@ def presence_from_stored(user_id: str, text: str) -> PresenceRecord:
         last_active_ts=last_active_ts,
         stream_pos=stream_pos,
     )
+
+
+# Server events ------------------------------------------------------------------------
+
+
+def server_event_body(new: NewServerEvent) -> str:
+    """The JSON of every field of the server event except stream_pos."""
+    return dumps(
+        {
+            "event_id": new.event_id,
+            "sender": new.sender,
+            "type": new.type,
+            "content": new.content,
+            "origin_server_ts": new.origin_server_ts,
+            "target_kind": new.target_kind,
+            "target": new.target,
+        }
+    )
+
+
+def server_event_from_stored(text: str) -> ServerEvent:
+    try:
+        stream_pos, body = _decode(text)
+        return ServerEvent(stream_pos=stream_pos, **body)
+    except (TypeError, ValueError) as exc:
+        raise _corrupt("server event", exc) from exc
+
+
+def server_events_from_stored(texts: Any) -> list[ServerEvent]:
+    """Decode a script's list of stored server events, skipping missing entries."""
+    if not isinstance(texts, list | tuple):
+        raise StorageError(f"unexpected reply from Redis: {texts!r}")
+    return [server_event_from_stored(t) for t in texts if isinstance(t, str)]

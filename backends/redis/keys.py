@@ -6,8 +6,9 @@ contain `:` (`@alice:example.org`) and device ids are chosen by clients.
 
 Layout (P = prefix, {x} = escaped variable part):
 
-    P:stream_pos                    string  the stream counter shared by events and
-                                            account data (INCR; absent means 0)
+    P:stream_pos                    string  the stream counter shared by events, account
+                                            data, typing, presence and server events
+                                            (INCR; absent means 0)
     P:filter_id                     string  filter id counter (INCR)
     P:user:{user}                   hash    UserRecord fields (None fields absent)
     P:user_devices:{user}           set     device ids of the user
@@ -40,6 +41,12 @@ Layout (P = prefix, {x} = escaped variable part):
     P:typing_pos                    hash    room id -> position of its last typing change
     P:presence                      hash    user id -> `[stream_pos, last_active_ts,
                                             presence, status_msg or null]`
+    P:rate_limit:{key}              hash    tokens (a double, `%.17g`), updated_ms; expires
+                                            a while after the bucket would be full again
+    P:server_events                 hash    server event id -> `[stream_pos, body]`
+    P:server_event_index:all        zset    ids of the events aimed at every user, and
+    P:server_event_index:{kind}:{target}    of those aimed at one user or room (kind
+                                            `user` or `room`), scored by stream position
 
 A token hash also holds `active_session_key`, the key name of its device's active
 session pointer, so that `authenticate` finds token and session in one script.
@@ -174,6 +181,20 @@ class Keys:
 
     def active_session(self, user_id: str, device_id: str) -> str:
         return self._key("active_session", user_id, device_id)
+
+    def rate_limit(self, key: str) -> str:
+        return self._key("rate_limit", key)
+
+    @property
+    def server_events(self) -> str:
+        return f"{self.prefix}:server_events"
+
+    def server_event_index(self, target_kind: str, target: str | None) -> str:
+        """The index of the events aimed at every user (target_kind "all", no target)
+        or at one user or room. One escaped part for "all", two otherwise: no clash."""
+        if target is None:
+            return self._key("server_event_index", target_kind)
+        return self._key("server_event_index", target_kind, target)
 
     def typing_entry(self, room_id: str, user_id: str) -> str:
         return self._key("typing_entry", room_id, user_id)

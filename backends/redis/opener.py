@@ -26,6 +26,7 @@ from backends.protocols import Storage
 from backends.redis.accounts import RedisDeviceStore, RedisUserStore
 from backends.redis.base import RedisContext
 from backends.redis.keys import Keys
+from backends.redis.policy import RedisRateLimitStore, RedisServerEventStore
 from backends.redis.rooms import RedisRoomStore
 from backends.redis.sessions import RedisPresenceStore, RedisSessionStore, RedisTypingStore
 from backends.redis.userdata import (
@@ -162,6 +163,8 @@ async def open_redis(url: str) -> AsyncIterator[Storage]:
                     sessions=RedisSessionStore(ctx),
                     typing=RedisTypingStore(ctx),
                     presence=RedisPresenceStore(ctx),
+                    rate_limits=RedisRateLimitStore(ctx),
+                    server_events=RedisServerEventStore(ctx),
                     closer=close,
                     warnings=warnings,
                 )

@@ -19,6 +19,7 @@ from homeserver.types import (
     MembershipRecord,
     PresenceRecord,
     RoomRecord,
+    ServerEvent,
     SessionRecord,
     UserRecord,
 )
@@ -156,4 +157,18 @@ def presence_from_row(row: Row[Any]) -> PresenceRecord:
         status_msg=row.status_msg,
         last_active_ts=row.last_active_ts,
         stream_pos=row.stream_pos,
+    )
+
+
+def server_event_from_mapping(row: Mapping[Any, Any]) -> ServerEvent:
+    """A server event from a row of the server_events table (or the dict inserted)."""
+    return ServerEvent(
+        stream_pos=row["stream_pos"],
+        event_id=row["event_id"],
+        sender=row["sender"],
+        type=row["type"],
+        content=load_json(row["content"]),
+        origin_server_ts=row["origin_server_ts"],
+        target_kind=row["target_kind"],
+        target=row["target"],
     )

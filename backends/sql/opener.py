@@ -11,7 +11,9 @@ from backends.protocols import Storage
 from backends.sql.database import open_database
 from backends.sql.migrate import require_head, upgrade_to_head
 from backends.sql.presence import SqlPresenceStore
+from backends.sql.rate_limits import SqlRateLimitStore
 from backends.sql.rooms import SqlRoomStore
+from backends.sql.server_events import SqlServerEventStore
 from backends.sql.sessions import SqlSessionStore
 from backends.sql.typing_state import SqlTypingStore
 from backends.sql.user_data import SqlAccountDataStore, SqlFilterStore, SqlTransactionStore
@@ -49,6 +51,8 @@ async def open_sql(
             sessions=SqlSessionStore(db),
             typing=SqlTypingStore(db),
             presence=SqlPresenceStore(db),
+            rate_limits=SqlRateLimitStore(db),
+            server_events=SqlServerEventStore(db),
             closer=close,
         )
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Double,
     ForeignKeyConstraint,
     Index,
     Integer,
@@ -236,4 +237,36 @@ presence = Table(
     Column("status_msg", Text, nullable=True),
     Column("last_active_ts", BigInteger, nullable=False),
     Column("stream_pos", BigInteger, nullable=False),
+)
+
+# Token buckets (revision 0003): each row is a bucket as of its last update. A bucket
+# full again is indistinguishable from a missing one, so rows whose `full_at_ms` has
+# passed may be deleted (the index finds them).
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    Column("bucket_key", Text, primary_key=True),
+    Column("tokens", Double, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+    Column("full_at_ms", BigInteger, nullable=False),
+    Index(None, "full_at_ms"),
+)
+
+# Server-generated events (revision 0003), at positions of the server-wide stream.
+# target_kind "user" / "room": target is a user / room id; "all": target is NULL.
+server_events = Table(
+    "server_events",
+    metadata,
+    Column("stream_pos", pos_type(), primary_key=True, autoincrement=False),
+    Column("event_id", Text, nullable=False, unique=True),
+    Column("sender", Text, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("content", Text, nullable=False),
+    Column("origin_server_ts", BigInteger, nullable=False),
+    Column("target_kind", Text, nullable=False),
+    Column("target", id_type(), nullable=True),
+    # Reading a user's (or a room's) window of positions: one range of this index each;
+    Index(None, "target_kind", "target", "stream_pos"),
+    # and the events aimed at every user, whatever their (absent) target.
+    Index(None, "target_kind", "stream_pos"),
 )

@@ -12,7 +12,10 @@ from homeserver.types import (
     Event,
     JsonDict,
     NewEvent,
+    NewServerEvent,
     RoomRecord,
+    ServerEvent,
+    ServerEventTarget,
     SessionRecord,
     UserRecord,
 )
@@ -125,3 +128,31 @@ async def login(
     access = token(token_value, user_id, device_id)
     await storage.devices.add_device_with_token(device(user_id, device_id), access)
     return access
+
+
+def server_event(
+    target_kind: str = ServerEventTarget.USER, target: str | None = ALICE, **fields: Any
+) -> NewServerEvent:
+    """A server-generated event (sender: the server name), aimed at ALICE by default."""
+    values: dict[str, Any] = {
+        "event_id": event_id(),
+        "sender": SERVER,
+        "type": "m.server_notice",
+        "content": {"body": "notice"},
+        "origin_server_ts": 7_000,
+    } | fields
+    return NewServerEvent(target_kind=target_kind, target=target, **values)
+
+
+def as_stored(new: NewServerEvent, stream_pos: int) -> ServerEvent:
+    """The ServerEvent a store should return for `new` at `stream_pos`."""
+    return ServerEvent(
+        stream_pos=stream_pos,
+        event_id=new.event_id,
+        sender=new.sender,
+        type=new.type,
+        content=new.content,
+        origin_server_ts=new.origin_server_ts,
+        target_kind=new.target_kind,
+        target=new.target,
+    )

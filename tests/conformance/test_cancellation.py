@@ -22,6 +22,7 @@ from .records import (
     make_room,
     member,
     message,
+    server_event,
     session,
     state,
     token,
@@ -209,3 +210,34 @@ async def test_typing_cancelled_mid_flight_stays_consistent(storage: Storage) ->
                 assert change.stream_pos > current
                 typing_users.discard(user_id)
                 assert set(change.user_ids) == typing_users
+
+
+async def test_server_event_adds_cancelled_mid_flight_are_all_or_nothing(
+    storage: Storage,
+) -> None:
+    added: list[str] = []
+    for points in CANCEL_POINTS:
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                for i in range(4):
+                    new = server_event(content={"points": points, "i": i})
+                    added.append(new.event_id)
+                    nursery.start_soon(storage.server_events.add_server_event, new)
+                nursery.start_soon(_cancel_after, points, scope)
+        current = await storage.rooms.current_stream_pos()
+        stored = await storage.server_events.get_server_events(
+            ALICE, [], after=0, upto=current, limit=10_000
+        )
+        positions = [e.stream_pos for e in stored]
+        assert positions == sorted(set(positions))
+        assert {e.event_id for e in stored} <= set(added)
+        # Nothing stored beyond the stream's current position.
+        assert (
+            await storage.server_events.get_server_events(
+                ALICE, [], after=current, upto=2**62, limit=10
+            )
+            == []
+        )
+        after = await storage.server_events.add_server_event(server_event())
+        assert after.stream_pos > current
+        added.append(after.event_id)

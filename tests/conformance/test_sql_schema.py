@@ -16,20 +16,36 @@ import trio
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import Connection, inspect, select, text
 
 from backends import BackendUnavailable, StorageError, open_storage
 from backends.protocols import AuthLookup, SessionStart
 from backends.sql import head_revision, migrate, open_sql
 from backends.sql.database import open_database
 from backends.sql.migrate import alembic_config
+from backends.sql.presence import SqlPresenceStore
+from backends.sql.rate_limits import SqlRateLimitStore
 from backends.sql.rooms import SqlRoomStore
-from backends.sql.schema import metadata
+from backends.sql.schema import metadata, rate_limits
+from backends.sql.sessions import SqlSessionStore
+from backends.sql.typing_state import SqlTypingStore
 from backends.sql.user_data import SqlAccountDataStore
 from backends.sql.users import SqlDeviceStore, SqlUserStore
 from tests.services import require_postgres, unique_name
 
-from .records import ALICE, ROOM, device, make_room, message, room, session, token, user
+from .records import (
+    ALICE,
+    ROOM,
+    as_stored,
+    device,
+    make_room,
+    message,
+    room,
+    server_event,
+    session,
+    token,
+    user,
+)
 from .support import Backend, PostgresDatabase, execute
 
 
@@ -165,6 +181,102 @@ async def test_downgrade_to_0001_drops_only_the_new_tables(empty_url: str) -> No
     async with open_sql(empty_url, migrate=False) as storage:
         assert await storage.users.get_user(ALICE) == user(ALICE)
         assert await storage.sessions.list_user_sessions(ALICE) == []
+
+
+async def test_a_database_at_0002_migrates_to_head_and_keeps_its_data(empty_url: str) -> None:
+    await _run(empty_url, _upgrade_to("0002"))
+    assert await _run(empty_url, _revision) == "0002"
+    # Data written by the 0002-era stores, straight into the 0002 schema.
+    async with open_database(empty_url) as db:
+        await SqlDeviceStore(db).add_device_with_token(device(ALICE, "DEV"), token("t"))
+        await SqlRoomStore(db).create_room(room(ROOM))
+        await SqlSessionStore(db).start_session(session("s"), replace=False)
+        typing = await SqlTypingStore(db).set_typing(ROOM, ALICE, "s", 50_000)
+        published = await SqlPresenceStore(db).put_presence(ALICE, "online", "hi", 1)
+    assert typing is not None
+    with pytest.raises(StorageError, match="migrate"):
+        async with open_sql(empty_url, migrate=False):
+            pass  # pragma: no cover
+
+    async with open_sql(empty_url) as storage:
+        assert await storage.sessions.authenticate("t", None) == AuthLookup(
+            token=token("t"), session=session("s")
+        )
+        assert await storage.typing.get_typing([ROOM]) == {ROOM: typing}
+        assert await storage.presence.get_presence(ALICE) == published
+        assert await storage.rooms.current_stream_pos() == published.stream_pos
+        # The new stores work, and server events continue the stream where it was.
+        new = server_event()
+        added = await storage.server_events.add_server_event(new)
+        assert added == as_stored(new, published.stream_pos + 1)
+        assert await storage.server_events.get_server_events(
+            ALICE, [], after=0, upto=added.stream_pos, limit=10
+        ) == [added]
+        take = storage.rate_limits.take_token
+        assert await take("k", capacity=1, refill_per_s=1, now_ms=0) == 0
+        assert await take("k", capacity=1, refill_per_s=1, now_ms=0) == 1_000
+    assert await _run(empty_url, _revision) == head_revision()
+    assert await _run(empty_url, _schema_diff) == []
+
+
+async def test_downgrade_to_0002_drops_only_the_new_tables(empty_url: str) -> None:
+    await migrate(empty_url)
+    async with open_sql(empty_url) as storage:
+        await storage.sessions.start_session(session("s"), replace=False)
+        await storage.server_events.add_server_event(server_event())
+        await storage.rate_limits.take_token("k", capacity=1, refill_per_s=1, now_ms=0)
+    await _run(empty_url, _downgrade_to("0002"))
+    tables = await _run(empty_url, _tables)
+    assert not tables & {"rate_limits", "server_events"}
+    assert "sessions" in tables
+    await migrate(empty_url)
+    async with open_sql(empty_url, migrate=False) as storage:
+        assert await storage.sessions.get_session("s") == session("s")
+        assert (
+            await storage.server_events.get_server_events(ALICE, [], after=0, upto=2**62, limit=10)
+            == []
+        )
+
+
+def _bucket_keys(conn: Connection) -> list[str]:
+    return list(
+        conn.execute(select(rate_limits.c.bucket_key).order_by(rate_limits.c.bucket_key)).scalars()
+    )
+
+
+async def test_buckets_full_again_are_forgotten(empty_url: str) -> None:
+    await migrate(empty_url)
+    async with open_database(empty_url) as db:
+        store = SqlRateLimitStore(db)
+        take = store.take_token
+        await take("one-taken", capacity=2, refill_per_s=1, now_ms=0)  # full at 1 s
+        for _ in range(2):
+            await take("drained", capacity=2, refill_per_s=1, now_ms=0)  # full at 2 s
+        await take("too-dear", capacity=2, refill_per_s=1, now_ms=0, cost=3)  # still full
+        await take("no-refill", capacity=1, refill_per_s=0, now_ms=0)  # never full again
+        assert await store.forget_full_buckets(999, 10) == 1
+        assert await db.read(_bucket_keys) == ["drained", "no-refill", "one-taken"]
+        assert await store.forget_full_buckets(1_999, 10) == 1
+        assert await db.read(_bucket_keys) == ["drained", "no-refill"]
+        # A forgotten bucket is a full one.
+        assert await take("one-taken", capacity=2, refill_per_s=1, now_ms=1_999) == 0
+        assert await store.forget_full_buckets(10**12, 1) == 1
+        assert await store.forget_full_buckets(10**12, 10) == 1
+        assert await db.read(_bucket_keys) == ["no-refill"]
+        assert await take("drained", capacity=2, refill_per_s=1, now_ms=10**12) == 0
+        assert await take("no-refill", capacity=1, refill_per_s=0, now_ms=10**12) == 2**31 - 1
+
+
+async def test_takes_forget_full_buckets_now_and_then(empty_url: str) -> None:
+    await migrate(empty_url)
+    async with open_database(empty_url) as db:
+        store = SqlRateLimitStore(db, prune_every=5)
+        for i in range(4):
+            await store.take_token(f"k{i}", capacity=1, refill_per_s=1, now_ms=0)
+        assert await db.read(_bucket_keys) == ["k0", "k1", "k2", "k3"]
+        # The fifth take first forgets the four (full again a second later).
+        await store.take_token("k4", capacity=1, refill_per_s=1, now_ms=1_000)
+        assert await db.read(_bucket_keys) == ["k4"]
 
 
 async def test_concurrent_migrations_of_one_database(empty_url: str) -> None:
