@@ -13,6 +13,7 @@ import trio
 
 from backends import StorageError, migrate_storage, redact_url
 from homeserver.config import Config, ConfigError, load_config
+from plugins.loader import PluginLoadError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,6 +30,12 @@ def _parser() -> argparse.ArgumentParser:
         choices=["open", "disabled"],
         help="whether anyone may register (default open)",
     )
+    serve.add_argument(
+        "--admin",
+        action="append",
+        metavar="USER_ID",
+        help="a user who may use the admin API (repeatable; adds to the config's admins)",
+    )
     migrate = sub.add_parser(
         "migrate", help="bring the SQL database to the current schema, then exit"
     )
@@ -40,7 +47,12 @@ def _parser() -> argparse.ArgumentParser:
 def build_config(args: argparse.Namespace) -> Config:
     names = ("host", "port", "server_name", "storage", "registration")
     overrides: dict[str, Any] = {name: getattr(args, name, None) for name in names}
-    return load_config(args.config, overrides=overrides)
+    config = load_config(args.config, overrides=overrides)
+    extra_admins = getattr(args, "admin", None)
+    if extra_admins:
+        admins = [*config.admins, *extra_admins]
+        config = load_config(args.config, overrides={**overrides, "admins": admins})
+    return config
 
 
 def _fail(message: str, code: int = 1) -> int:
@@ -83,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         trio.run(serve, config)
+    except PluginLoadError as exc:
+        return _fail(str(exc), 2)
     except StorageError as exc:
         return _fail(f"cannot open storage {storage}: {exc}")
     except OSError as exc:

@@ -12,7 +12,10 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from plugins.loader import PluginSpec
 
 ENV_PREFIX = "HOMESERVER_"
 _SERVER_NAME_RE = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
@@ -43,6 +46,20 @@ class Config:
     typing_timeout_cap_ms: int = 30_000
     presence_enabled: bool = True
     migrate_on_start: bool = True
+    # Stripped state shared with invitees (a room's policy event may narrow it).
+    invite_state_types: tuple[str, ...] = (
+        "m.room.create",
+        "m.room.name",
+        "m.room.topic",
+        "m.room.avatar",
+        "m.room.join_rules",
+        "m.room.canonical_alias",
+        "m.room.encryption",
+    )
+    plugins: tuple[PluginSpec, ...] = ()
+    plugin_timeout_ms: int = 2000
+    # Users who may use the admin API (server events, server notices).
+    admins: tuple[str, ...] = ()
 
 
 def _int_in(lo: int, hi: int) -> Callable[[str, Any], int]:
@@ -80,6 +97,30 @@ def _bool(key: str, value: Any) -> bool:
     if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
         return False
     raise ConfigError(f"config key '{key}': expected true or false, got {value!r}")
+
+
+def _string_list(key: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):  # from the environment: comma-separated
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"config key '{key}': expected a list of strings, got {value!r}")
+    return tuple(value)
+
+
+def _user_ids(key: str, value: Any) -> tuple[str, ...]:
+    from homeserver.types import is_user_id
+
+    ids = _string_list(key, value)
+    for user_id in ids:
+        if not is_user_id(user_id):
+            raise ConfigError(f"config key '{key}': not a user id: {user_id!r}")
+    return ids
+
+
+def _plugins(key: str, value: Any) -> tuple[PluginSpec, ...]:
+    from plugins.loader import parse_plugin_specs
+
+    return parse_plugin_specs(key, value)
 
 
 def _string(key: str, value: Any) -> str:
@@ -135,6 +176,10 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "typing_timeout_cap_ms": _int_in(1000, 600_000),
     "presence_enabled": _bool,
     "migrate_on_start": _bool,
+    "invite_state_types": _string_list,
+    "plugins": _plugins,
+    "plugin_timeout_ms": _int_in(1, 600_000),
+    "admins": _user_ids,
 }
 assert set(_PARSERS) == {f.name for f in dataclasses.fields(Config)}
 

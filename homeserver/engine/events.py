@@ -11,7 +11,7 @@ from homeserver.types import Event, JsonDict
 MAX_EVENT_BYTES = 65536
 # Unsigned data the server keeps with an event but shows only where it belongs: the
 # state shared with an invitee goes to that invitee's invite_state, not to timelines.
-SERVER_ONLY_UNSIGNED = frozenset({"invite_room_state"})
+SERVER_ONLY_UNSIGNED = frozenset({"invite_room_state", "invite_reason_hidden"})
 
 
 def new_event_id() -> str:

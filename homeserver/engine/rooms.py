@@ -6,6 +6,7 @@ it allows see the same state (within this process).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,10 +22,18 @@ from homeserver.engine.events import (
     new_room_id,
     stripped_state,
 )
+from homeserver.engine.invites import (
+    INVITE_PERMISSION_CONFIG,
+    effective_types,
+    invite_blocked,
+    redact_state,
+)
 from homeserver.engine.locks import KeyedLock
 from homeserver.engine.notifier import Notifier
+from homeserver.engine.policy import PolicyHost, raise_for
 from homeserver.engine.power_levels import PowerLevels, validate_power_levels
 from homeserver.errors import BadJson, Forbidden, InvalidParam, MatrixError, NotFoundError
+from homeserver.namespace import INVITE_STATE_POLICY
 from homeserver.types import (
     Event,
     JsonDict,
@@ -35,17 +44,16 @@ from homeserver.types import (
     RoomRecord,
     is_user_id,
 )
+from plugins.api import (
+    EventCheck,
+    InviteCheck,
+    InviteDecision,
+    JoinCheck,
+    RoomCreationCheck,
+    Verdict,
+)
 
 SUPPORTED_ROOM_VERSIONS = ("10", "11")
-DEFAULT_INVITE_STATE_TYPES = (
-    "m.room.create",
-    "m.room.name",
-    "m.room.topic",
-    "m.room.avatar",
-    "m.room.join_rules",
-    "m.room.canonical_alias",
-    "m.room.encryption",
-)
 PRESETS = ("private_chat", "trusted_private_chat", "public_chat")
 
 
@@ -86,9 +94,11 @@ class Rooms:
         *,
         server_name: str,
         default_room_version: str,
-        invite_state_types: Sequence[str] = DEFAULT_INVITE_STATE_TYPES,
+        invite_state_types: Sequence[str],
+        policy: PolicyHost,
     ) -> None:
         self._storage = storage
+        self._policy = policy
         self._clock = clock
         self._notifier = notifier
         self._accounts = accounts
@@ -180,6 +190,18 @@ class Rooms:
                 400, "M_UNSUPPORTED_ROOM_VERSION", f"Unsupported room version {version}"
             )
         preset = req.preset or ("public_chat" if req.visibility == "public" else "private_chat")
+        raise_for(
+            await self._policy.check_room_creation(
+                RoomCreationCheck(
+                    creator=creator,
+                    preset=preset,
+                    name=req.name,
+                    topic=req.topic,
+                    invitees=req.invite,
+                    is_direct=req.is_direct,
+                )
+            )
+        )
         for invitee in req.invite:
             await self._check_invitee(invitee)
         room_id = new_room_id(self.server_name)
@@ -247,6 +269,13 @@ class Rooms:
         for event in batch:
             if event_size(event.content) > MAX_EVENT_BYTES:
                 raise MatrixError(413, "M_TOO_LARGE", "Event too large")
+        # Every invite is decided before the room exists, on the state the room will
+        # have: a refused invitee leaves no half-made room behind.
+        shared = self._initial_invite_state(batch)
+        decisions = [
+            (invitee, await self._decide_invite(creator, invitee, room_id, None, shared))
+            for invitee in req.invite
+        ]
         # Only now that the request has passed every check: a refused request must not
         # leave an empty room behind.
         await self._storage.rooms.create_room(
@@ -259,9 +288,24 @@ class Rooms:
         )
         async with self._locks.hold(room_id):
             await self._append(batch)
-        for invitee in req.invite:
-            await self.invite(requester, room_id, invitee, reason=None, is_direct=req.is_direct)
+        for invitee, decision in decisions:
+            await self._store_invite(
+                requester, room_id, invitee, None, req.is_direct, shared, decision
+            )
         return room_id
+
+    def _initial_invite_state(self, batch: Sequence[NewEvent]) -> list[JsonDict]:
+        """invite_state() for a room about to be created from `batch`."""
+        policy = next(
+            (e.content for e in batch if e.type == INVITE_STATE_POLICY and e.state_key == ""),
+            None,
+        )
+        types = effective_types(self.invite_state_types, policy)
+        return [
+            {"type": e.type, "state_key": "", "sender": e.sender, "content": e.content}
+            for e in batch
+            if e.type in types and e.state_key == ""
+        ]
 
     # -- membership -------------------------------------------------------------------
 
@@ -273,13 +317,33 @@ class Rooms:
         if await self._storage.users.get_user(user_id) is None:
             raise NotFoundError(f"Unknown user {user_id}")
 
+    async def _refuse_if_blocked(self, inviter: str, invitee: str) -> None:
+        """403 M_INVITE_BLOCKED if the invitee's invite permission config refuses it."""
+        permission = await self._storage.account_data.get_account_data(
+            invitee, None, INVITE_PERMISSION_CONFIG
+        )
+        if invite_blocked(permission, inviter):
+            raise MatrixError(403, "M_INVITE_BLOCKED", f"{invitee} does not accept this invite")
+
     async def invite_state(self, room_id: str) -> list[JsonDict]:
-        """The stripped state shared with an invitee now (configured types only)."""
-        return [
-            stripped_state(e)
-            for e in await self._storage.rooms.get_current_state(room_id)
-            if e.type in self.invite_state_types and e.state_key == ""
-        ]
+        """The stripped state shared with an invitee now: the operator's types, narrowed
+        by the room's invite_state_policy event if it has one."""
+        state = await self._storage.rooms.get_current_state(room_id)
+        policy = next(
+            (e.content for e in state if e.type == INVITE_STATE_POLICY and e.state_key == ""),
+            None,
+        )
+        types = effective_types(self.invite_state_types, policy)
+        return [stripped_state(e) for e in state if e.type in types and e.state_key == ""]
+
+    async def _authorize_invite(self, room: RoomRecord, inviter: str, invitee: str) -> None:
+        target = await self.membership_of(room.room_id, invitee)
+        if target == Membership.BAN:
+            raise Forbidden(f"{invitee} is banned from the room")
+        if target == Membership.JOIN:
+            raise Forbidden(f"{invitee} is already in the room")
+        power = await self._power_levels(room)
+        power.require(inviter, power.level("invite"), "invite users")
 
     async def invite(
         self,
@@ -290,27 +354,71 @@ class Rooms:
         reason: str | None,
         is_direct: bool = False,
     ) -> None:
+        """Invite a user, with a reason and the room's shared state. The invitee's own
+        invite permission config and then the spam-policy plugins may refuse it
+        (M_INVITE_BLOCKED / the plugin's errcode), drop it (the inviter sees success,
+        nothing is stored) or redact what the invitee is shown."""
+        inviter = requester.user_id
         await self._check_invitee(invitee)
+        # Checked before the plugins run (outside the room lock), again under it.
+        await self._authorize_invite(await self.require_joined(room_id, inviter), inviter, invitee)
+        shared = await self.invite_state(room_id)
+        decision = await self._decide_invite(inviter, invitee, room_id, reason, shared)
+        await self._store_invite(requester, room_id, invitee, reason, is_direct, shared, decision)
+
+    async def _decide_invite(
+        self,
+        inviter: str,
+        invitee: str,
+        room_id: str,
+        reason: str | None,
+        shared: list[JsonDict],
+    ) -> InviteDecision:
+        """The invitee's permission config, then the plugins. Raises when refused."""
+        await self._refuse_if_blocked(inviter, invitee)
+        decision = await self._policy.check_invite(
+            InviteCheck(
+                inviter=inviter,
+                invitee=invitee,
+                room_id=room_id,
+                reason=reason,
+                # Copies: a plugin that changes what it is shown changes nothing else.
+                shared_state=tuple(copy.deepcopy(shared)),
+                share_a_room=await self._policy.share_a_room(inviter, invitee),
+            )
+        )
+        raise_for(decision)
+        return decision
+
+    async def _store_invite(
+        self,
+        requester: Requester,
+        room_id: str,
+        invitee: str,
+        reason: str | None,
+        is_direct: bool,
+        shared: list[JsonDict],
+        decision: InviteDecision,
+    ) -> None:
+        if decision.verdict is Verdict.DROP:
+            return
+        inviter = requester.user_id
+        unsigned: JsonDict = {"invite_room_state": redact_state(shared, decision.redaction)}
+        if decision.redaction.reason:
+            unsigned["invite_reason_hidden"] = True
         async with self._locks.hold(room_id):
-            room = await self.require_joined(room_id, requester.user_id)
-            target = await self.membership_of(room_id, invitee)
-            if target == Membership.BAN:
-                raise Forbidden(f"{invitee} is banned from the room")
-            if target == Membership.JOIN:
-                raise Forbidden(f"{invitee} is already in the room")
-            power = await self._power_levels(room)
-            power.require(requester.user_id, power.level("invite"), "invite users")
+            room = await self.require_joined(room_id, inviter)
+            await self._authorize_invite(room, inviter, invitee)
             content: JsonDict = {"membership": Membership.INVITE}
             if reason is not None:
                 content["reason"] = reason
             if is_direct:
                 content["is_direct"] = True
-            unsigned = {"invite_room_state": await self.invite_state(room_id)}
             await self._append(
                 [
                     self._new(
                         room_id,
-                        requester.user_id,
+                        inviter,
                         "m.room.member",
                         content,
                         state_key=invitee,
@@ -320,20 +428,25 @@ class Rooms:
                 ]
             )
 
+    async def _authorize_join(self, room_id: str, user_id: str) -> None:
+        if await self._storage.rooms.get_room(room_id) is None:
+            raise NotFoundError("Unknown room")
+        current = await self.membership_of(room_id, user_id)
+        if current == Membership.BAN:
+            raise Forbidden("You are banned from this room")
+        if current not in (Membership.JOIN, Membership.INVITE):
+            rules = await self._storage.rooms.get_state_event(room_id, "m.room.join_rules", "")
+            join_rule = rules.content.get("join_rule") if rules else "invite"
+            if join_rule != "public":
+                raise Forbidden("You are not invited to this room")
+
     async def join(self, requester: Requester, room_id: str, reason: str | None = None) -> None:
         user_id = requester.user_id
+        # Checked before the plugins run (outside the room lock), again under it.
+        await self._authorize_join(room_id, user_id)
+        raise_for(await self._policy.check_join(JoinCheck(user_id=user_id, room_id=room_id)))
         async with self._locks.hold(room_id):
-            room = await self._storage.rooms.get_room(room_id)
-            if room is None:
-                raise NotFoundError("Unknown room")
-            current = await self.membership_of(room_id, user_id)
-            if current == Membership.BAN:
-                raise Forbidden("You are banned from this room")
-            if current not in (Membership.JOIN, Membership.INVITE):
-                rules = await self._storage.rooms.get_state_event(room_id, "m.room.join_rules", "")
-                join_rule = rules.content.get("join_rule") if rules else "invite"
-                if join_rule != "public":
-                    raise Forbidden("You are not invited to this room")
+            await self._authorize_join(room_id, user_id)
             content = await self._member_content(user_id, Membership.JOIN)
             if reason is not None:
                 content["reason"] = reason
@@ -468,6 +581,10 @@ class Rooms:
         if event_size(content, event_type, state_key) > MAX_EVENT_BYTES:
             raise MatrixError(413, "M_TOO_LARGE", "Event too large")
         txn_key = f"{room_id}/{event_type}/{txn_id}" if txn_id is not None else None
+        if state_key is None:
+            dropped = await self._check_message(requester, room_id, event_type, content, txn_key)
+            if dropped is not None:
+                return dropped
         async with self._locks.hold(room_id):
             if txn_key is not None:
                 existing = await self._storage.txns.get_txn_event(
@@ -504,6 +621,42 @@ class Rooms:
                     requester.user_id, requester.device_id, txn_key, event.event_id
                 )
             return event.event_id
+
+    async def _check_message(
+        self,
+        requester: Requester,
+        room_id: str,
+        event_type: str,
+        content: JsonDict,
+        txn_key: str | None,
+    ) -> str | None:
+        """Ask the plugins about a message (outside the room lock). Raises on deny;
+        on drop returns the event id the sender is told (nothing is stored or sent, and
+        a retry of the transaction gets the same id); None to go on and send."""
+        if txn_key is not None:
+            existing = await self._storage.txns.get_txn_event(
+                requester.user_id, requester.device_id, txn_key
+            )
+            if existing is not None:
+                return existing
+        await self.require_joined(room_id, requester.user_id)
+        decision = await self._policy.check_event(
+            EventCheck(
+                sender=requester.user_id,
+                room_id=room_id,
+                type=event_type,
+                content=copy.deepcopy(content),
+            )
+        )
+        raise_for(decision)
+        if decision.verdict is not Verdict.DROP:
+            return None
+        event_id = new_event_id()
+        if txn_key is not None:
+            await self._storage.txns.put_txn_event(
+                requester.user_id, requester.device_id, txn_key, event_id
+            )
+        return event_id
 
     async def _check_state_event(
         self,

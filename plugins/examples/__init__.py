@@ -1,0 +1,1 @@
+"""Example plugins for plugin authors (see plugins/README.md); not loaded unless configured."""
