@@ -10,7 +10,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from backends import BackendUnavailable, StorageError
-from homeserver.api import account, auth, presence, rooms, sessions, sync, versions
+from homeserver.api import account, admin, auth, presence, rooms, sessions, sync, versions
 from homeserver.api._common import add_session_header, finish_session, json_response
 from homeserver.engine import Engine
 from homeserver.errors import InvalidParam, MatrixError
@@ -82,6 +82,8 @@ def create_app(engine: Engine) -> HomeserverApp:
     app.url_map.redirect_defaults = False
     app.url_map.merge_slashes = False
     app.register_blueprint(versions.unprefixed)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(admin.synapse_bp)
     for index, prefix in enumerate(CLIENT_PREFIXES):
         for bp in (
             versions.client,

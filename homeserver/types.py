@@ -219,3 +219,38 @@ class TypingChange:
     room_id: str
     user_ids: tuple[str, ...]
     stream_pos: int
+
+
+class ServerEventTarget:
+    USER = "user"
+    ALL_USERS = "all"
+    ROOM = "room"
+    ALL = ("user", "all", "room")
+
+
+@dataclass(frozen=True, slots=True)
+class NewServerEvent:
+    """An event sent by the server itself (sender: the server name), not a room event.
+
+    target_kind "user": target is a user id; "room": a room id (delivered to its joined
+    members); "all": every local user (target None)."""
+
+    event_id: str
+    sender: str
+    type: str
+    content: JsonDict
+    origin_server_ts: int
+    target_kind: str
+    target: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ServerEvent:
+    stream_pos: int
+    event_id: str
+    sender: str
+    type: str
+    content: JsonDict
+    origin_server_ts: int
+    target_kind: str
+    target: str | None

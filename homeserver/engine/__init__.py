@@ -11,8 +11,10 @@ from homeserver.engine.account_data import AccountData
 from homeserver.engine.accounts import Accounts
 from homeserver.engine.filters import Filters
 from homeserver.engine.notifier import Notifier
+from homeserver.engine.policy import PolicyHost
 from homeserver.engine.presence import PresenceService
 from homeserver.engine.rooms import Rooms
+from homeserver.engine.server_events import ServerEvents
 from homeserver.engine.sessions import SessionConfig, Sessions
 from homeserver.engine.sync import Sync
 from homeserver.engine.typing_state import TypingService
@@ -35,6 +37,7 @@ class Engine:
             hash_time_cost=config.password_hash_time_cost,
             hash_memory_kib=config.password_hash_memory_kib,
         )
+        self.policy = PolicyHost(storage, self.clock, config.server_name, config.plugin_timeout_ms)
         self.rooms = Rooms(
             storage,
             self.clock,
@@ -42,6 +45,8 @@ class Engine:
             self.accounts,
             server_name=config.server_name,
             default_room_version=config.default_room_version,
+            invite_state_types=config.invite_state_types,
+            policy=self.policy,
         )
         self.account_data = AccountData(storage, self.notifier)
         self.filters = Filters(storage)
@@ -62,7 +67,12 @@ class Engine:
                 touch_coalesce_ms=config.session_touch_coalesce_ms,
             ),
         )
-        self.sync = Sync(storage, self.clock, self.notifier, self.presence)
+        self.server_events = ServerEvents(
+            storage, self.clock, self.notifier, server_name=config.server_name
+        )
+        self.sync = Sync(storage, self.clock, self.notifier, self.presence, self.server_events)
+        # Plugins last: they may use any of the above through their façade.
+        self.policy.load(config.plugins)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The engine's background loops: session expiry, typing expiry, keepalive of

@@ -16,8 +16,16 @@ from homeserver.engine.filters import SyncFilter
 from homeserver.engine.notifier import Notifier
 from homeserver.engine.presence import PresenceService
 from homeserver.engine.rooms import ended_a_join
+from homeserver.engine.server_events import ServerEvents, server_event_json
 from homeserver.errors import InvalidParam
-from homeserver.types import Event, JsonDict, Membership, MembershipRecord, Requester
+from homeserver.types import (
+    Event,
+    JsonDict,
+    Membership,
+    MembershipRecord,
+    Requester,
+    ServerEventTarget,
+)
 
 _HERO_LIMIT = 5
 # Events read per step when scanning a room's recent history.
@@ -47,12 +55,18 @@ class SyncRequest:
 
 class Sync:
     def __init__(
-        self, storage: Storage, clock: Clock, notifier: Notifier, presence: PresenceService
+        self,
+        storage: Storage,
+        clock: Clock,
+        notifier: Notifier,
+        presence: PresenceService,
+        server_events: ServerEvents,
     ) -> None:
         self._storage = storage
         self._clock = clock
         self._notifier = notifier
         self._presence = presence
+        self._server_events = server_events
 
     async def sync(self, requester: Requester, req: SyncRequest) -> JsonDict:
         deadline = trio.current_time() + req.timeout_ms / 1000
@@ -122,16 +136,26 @@ class Sync:
         joined_ids = [m.room_id for m in joined]
         typing_news = await self._typing(join, joined_ids, since, now_pos)
         presence_events = await self._presence_events(user_id, joined_ids, since, now_pos)
+        server_events = await self._deliver_server_events(join, user_id, joined_ids, since, now_pos)
         response: JsonDict = {
             "next_batch": stream_token(now_pos),
             "rooms": {"join": join, "invite": invite, "leave": leave, "knock": {}},
             "account_data": {"events": global_data},
             "presence": {"events": presence_events},
+            "server_events": {"events": server_events},
             "to_device": {"events": []},
             "device_lists": {"changed": [], "left": []},
             "device_one_time_keys_count": {},
         }
-        has_news = bool(join or invite or leave or global_data or typing_news or presence_events)
+        has_news = bool(
+            join
+            or invite
+            or leave
+            or global_data
+            or typing_news
+            or presence_events
+            or server_events
+        )
         return response, has_news
 
     async def _typing(
@@ -154,6 +178,32 @@ class Sync:
             )
             added = True
         return added
+
+    async def _deliver_server_events(
+        self,
+        join: JsonDict,
+        user_id: str,
+        joined_ids: list[str],
+        since: int | None,
+        now_pos: int,
+    ) -> list[JsonDict]:
+        """Server events since `since`: room-targeted ones go into the room's ephemeral
+        events, the rest are returned for the top-level list. Incremental syncs only:
+        each device gets each event once, by its own `since`."""
+        if since is None:
+            return []
+        top: list[JsonDict] = []
+        for event in await self._server_events.for_sync(
+            user_id, joined_ids, after=since, upto=now_pos
+        ):
+            if event.target_kind == ServerEventTarget.ROOM and event.target is not None:
+                room = join.get(event.target)
+                if room is None:
+                    room = join[event.target] = self._empty_joined_room()
+                room["ephemeral"]["events"].append(server_event_json(event))
+            else:
+                top.append(server_event_json(event))
+        return top
 
     async def _presence_events(
         self, user_id: str, joined_ids: list[str], since: int | None, now_pos: int
@@ -290,7 +340,11 @@ class Sync:
             shared = event.unsigned.get("invite_room_state")
             if isinstance(shared, list):
                 events.extend(s for s in shared if isinstance(s, dict))
-            events.append(stripped_state(event))
+            invite = stripped_state(event)
+            if event.unsigned.get("invite_reason_hidden"):
+                # A spam policy redacted the reason for the invitee.
+                invite["content"] = {k: v for k, v in invite["content"].items() if k != "reason"}
+            events.append(invite)
         return {"invite_state": {"events": events}}
 
     async def _left_room(
