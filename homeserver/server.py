@@ -60,18 +60,25 @@ async def serve(
         app = HomeserverASGI(cast(ASGIApp, create_app(engine)))
         async with trio.open_nursery() as nursery:
 
+            async def until_shutdown() -> None:
+                await (shutdown_trigger or _until_signal)()
+                # Told while connections are still open, before Hypercorn drains them.
+                await engine.policy.server_state("draining")
+
             async def serve_http(*, task_status: trio.TaskStatus[list[str]]) -> None:
                 await hypercorn_serve(
                     cast(Any, app),
                     hypercorn_config(config),
-                    shutdown_trigger=shutdown_trigger or _until_signal,
+                    shutdown_trigger=until_shutdown,
                     task_status=task_status,
                 )
                 # HTTP has drained: stop the engine's loops too.
                 nursery.cancel_scope.cancel()
 
             await nursery.start(engine.run)
+            await engine.policy.server_state("starting")
             binds: list[str] = await nursery.start(serve_http)
+            await engine.policy.server_state("running")
             log.info(
                 "homeserver listening on %s (server_name=%s, storage=%s)",
                 ", ".join(binds),

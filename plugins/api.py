@@ -200,6 +200,64 @@ class PluginApi(Protocol):
     async def share_a_room(self, user_a: str, user_b: str) -> bool:
         """Whether both users are joined to at least one common room."""
 
+    def register_event_sources(
+        self,
+        *,
+        on_session_started: Hook[SessionSignal] | None = None,
+        on_session_ended: Hook[SessionSignal] | None = None,
+        on_user_registered: Hook[UserRegistered] | None = None,
+        on_room_created: Hook[RoomCreated] | None = None,
+        on_server_state: Hook[ServerState] | None = None,
+        run: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Register notification hooks and a periodic loop. Hooks run after the fact,
+        in the server's background (never inside the request that caused them), each
+        under the plugin timeout; a failure is logged and changes nothing else.
+        on_server_state is awaited by the server itself (so "draining" goes out before
+        connections are drained). `run` is started in the server's nursery and
+        restarted after RUN_RESTART_DELAY_S if it raises."""
+
+    async def send_server_event(self, target: str, type: str, content: JsonDict) -> str:
+        """Send a server-generated event (sender: the server name) to a user id, a
+        room id (its joined members), or ALL_USERS; returns its event id."""
+
 
 PluginFactory = Callable[[Any, PluginApi], object]
 RawConfig = Mapping[str, Any]
+
+
+# -- event sources (server-generated events) ----------------------------------------
+
+# The `target` of PluginApi.send_server_event: a user id ("@..."), a room id ("!...",
+# delivered to its joined members), or ALL_USERS.
+ALL_USERS = "*"
+RUN_RESTART_DELAY_S = 10.0
+
+
+@dataclass(frozen=True)
+class SessionSignal:
+    """A session started or ended (by its client, by logout, or by expiry)."""
+
+    user_id: str
+    device_id: str
+    session_id: str
+    presence: str
+
+
+@dataclass(frozen=True)
+class UserRegistered:
+    user_id: str
+
+
+@dataclass(frozen=True)
+class RoomCreated:
+    room_id: str
+    creator: str
+
+
+@dataclass(frozen=True)
+class ServerState:
+    """The server's lifecycle: "starting" (before it listens), "running" (listening),
+    "draining" (graceful shutdown begun: told before connections are drained)."""
+
+    state: str

@@ -30,14 +30,15 @@ class Engine:
         self.storage = storage
         self.clock = clock or SystemClock()
         self.notifier = Notifier()
+        self.policy = PolicyHost(storage, self.clock, config.server_name, config.plugin_timeout_ms)
         self.accounts = Accounts(
             storage,
             self.clock,
             config.server_name,
             hash_time_cost=config.password_hash_time_cost,
             hash_memory_kib=config.password_hash_memory_kib,
+            signal=self.policy.signal,
         )
-        self.policy = PolicyHost(storage, self.clock, config.server_name, config.plugin_timeout_ms)
         self.rooms = Rooms(
             storage,
             self.clock,
@@ -66,18 +67,22 @@ class Engine:
                 timeout_ms=config.session_timeout_ms,
                 touch_coalesce_ms=config.session_touch_coalesce_ms,
             ),
+            signal=self.policy.signal,
         )
         self.server_events = ServerEvents(
             storage, self.clock, self.notifier, server_name=config.server_name
         )
         self.sync = Sync(storage, self.clock, self.notifier, self.presence, self.server_events)
         # Plugins last: they may use any of the above through their façade.
+        self.policy.server_events = self.server_events
         self.policy.load(config.plugins)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The engine's background loops: session expiry, typing expiry, keepalive of
-        sessions with requests in flight. Runs until cancelled."""
+        sessions with requests in flight, the plugins' event sources and loops. Runs
+        until cancelled."""
         async with trio.open_nursery() as nursery:
+            await nursery.start(self.policy.run)
             await nursery.start(self.sessions.expiry.run)
             await nursery.start(self.typing.expiry.run)
             if self.config.sessions_enabled:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import trio
@@ -24,6 +25,7 @@ from homeserver.types import (
     localpart_of,
     server_name_of,
 )
+from plugins.api import UserRegistered
 
 MAX_PASSWORD_LENGTH = 512
 MAX_DEVICE_ID_LENGTH = 255
@@ -55,8 +57,10 @@ class Accounts:
         *,
         hash_time_cost: int,
         hash_memory_kib: int,
+        signal: Callable[[str, object], None] = lambda kind, payload: None,
     ) -> None:
         self._storage = storage
+        self._signal = signal
         self._clock = clock
         self.server_name = server_name
         self._hasher = PasswordHasher(time_cost=hash_time_cost, memory_cost=hash_memory_kib)
@@ -131,6 +135,7 @@ class Accounts:
             await self._storage.users.create_user(user)
         except Conflict:
             raise MatrixError(400, "M_USER_IN_USE", "User ID already taken.") from None
+        self._signal("on_user_registered", UserRegistered(user_id))
         if inhibit_login:
             return user_id, None
         return user_id, await self._new_login(user_id, device_id, device_display_name)

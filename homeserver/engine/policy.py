@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable, Sequence
-from typing import Any, TypeGuard, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
 
 import trio
 
 from backends import Storage
 from homeserver.clock import Clock
 from homeserver.errors import LimitExceeded, MatrixError
-from homeserver.types import Membership
+from homeserver.types import JsonDict, Membership, ServerEventTarget
 from plugins.api import (
+    ALL_USERS,
+    RUN_RESTART_DELAY_S,
     Decision,
     EventCheck,
     EventDecision,
@@ -26,12 +28,27 @@ from plugins.api import (
     InviteRedaction,
     JoinCheck,
     PluginApi,
+    RoomCreated,
     RoomCreationCheck,
+    ServerState,
+    SessionSignal,
+    UserRegistered,
     Verdict,
 )
 from plugins.loader import LoadedPlugin, PluginSpec, load_plugins
 
+if TYPE_CHECKING:
+    from homeserver.engine.server_events import ServerEvents
+
 log = logging.getLogger("homeserver.plugins")
+SIGNAL_KINDS = (
+    "on_session_started",
+    "on_session_ended",
+    "on_user_registered",
+    "on_room_created",
+    "on_server_state",
+)
+SIGNAL_BUFFER = 10_000
 
 D = TypeVar("D", bound=Decision)
 FAIL_CLOSED_MESSAGE = "Refused by server policy"
@@ -75,6 +92,15 @@ class PolicyHost:
             "check_event": [],
         }
         self.plugins: list[LoadedPlugin] = []
+        self.sources: dict[str, list[tuple[str, Callable[[Any], Any]]]] = {
+            kind: [] for kind in SIGNAL_KINDS
+        }
+        self.loops: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        self._signals_in, self._signals_out = trio.open_memory_channel[tuple[str, object]](
+            SIGNAL_BUFFER
+        )
+        # Set by the engine once it exists (plugins send server events through it).
+        self.server_events: ServerEvents | None = None
 
     def load(self, specs: Sequence[PluginSpec]) -> None:
         seen: dict[str, int] = {}
@@ -92,6 +118,77 @@ class PolicyHost:
             if not callable(hook):
                 raise TypeError(f"plugin {plugin}: {kind} must be callable")
             self.hooks[kind].append((plugin, hook))
+
+    # -- event sources ------------------------------------------------------------------
+
+    def signal(self, kind: str, payload: object) -> None:
+        """Tell the event sources something happened. Never blocks the caller: the
+        hooks run later in the background; a full queue drops the signal (logged)."""
+        if not self.sources[kind]:
+            return
+        try:
+            self._signals_in.send_nowait((kind, payload))
+        except trio.WouldBlock:
+            log.warning("event-source queue full: dropping a %s signal", kind)
+
+    async def server_state(self, state: str) -> None:
+        """Run the on_server_state hooks now, each under the timeout."""
+        for plugin, hook in self.sources["on_server_state"]:
+            await self._notify(plugin, "on_server_state", hook, ServerState(state))
+
+    async def _notify(
+        self, plugin: str, kind: str, hook: Callable[[Any], Any], payload: object
+    ) -> None:
+        try:
+            with trio.move_on_after(self.timeout_s) as scope:
+                result = hook(payload)
+                if inspect.isawaitable(result):
+                    await result
+            if scope.cancelled_caught:
+                log.warning("plugin %s: %s timed out", plugin, kind)
+        except Exception:
+            log.exception("plugin %s: %s failed", plugin, kind)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The event-source dispatcher and the plugins' `run` loops."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._dispatch)
+            for plugin, loop in self.loops:
+                nursery.start_soon(self._supervise, plugin, loop)
+            task_status.started()
+
+    async def _dispatch(self) -> None:
+        async for kind, payload in self._signals_out:
+            for plugin, hook in self.sources[kind]:
+                await self._notify(plugin, kind, hook, payload)
+
+    @staticmethod
+    async def _supervise(plugin: str, loop: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            try:
+                await loop()
+                return
+            except Exception:
+                log.exception(
+                    "plugin %s: run failed; restarting in %s s", plugin, RUN_RESTART_DELAY_S
+                )
+            await trio.sleep(RUN_RESTART_DELAY_S)
+
+    async def send_server_event(self, target: str, event_type: str, content: JsonDict) -> str:
+        if self.server_events is None:
+            raise RuntimeError("server events are not available yet")
+        if target == ALL_USERS:
+            kind, target_id = ServerEventTarget.ALL_USERS, None
+        elif target.startswith("@"):
+            kind, target_id = ServerEventTarget.USER, target
+        elif target.startswith("!"):
+            kind, target_id = ServerEventTarget.ROOM, target
+        else:
+            raise ValueError(f"target must be a user id, a room id or ALL_USERS: {target!r}")
+        event = await self.server_events.send(kind, target_id, event_type, content)
+        return event.event_id
+
+    # -- gatekeeping ----------------------------------------------------------------------
 
     async def _run(self, kind: str, check: object, expected: type[D], allow: D) -> D:
         redaction = InviteRedaction()
@@ -208,6 +305,34 @@ class _Facade:
 
     async def share_a_room(self, user_a: str, user_b: str) -> bool:
         return await self._host.share_a_room(user_a, user_b)
+
+    def register_event_sources(
+        self,
+        *,
+        on_session_started: Hook[SessionSignal] | None = None,
+        on_session_ended: Hook[SessionSignal] | None = None,
+        on_user_registered: Hook[UserRegistered] | None = None,
+        on_room_created: Hook[RoomCreated] | None = None,
+        on_server_state: Hook[ServerState] | None = None,
+        run: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        hooks = {
+            "on_session_started": on_session_started,
+            "on_session_ended": on_session_ended,
+            "on_user_registered": on_user_registered,
+            "on_room_created": on_room_created,
+            "on_server_state": on_server_state,
+        }
+        for kind, hook in hooks.items():
+            if hook is not None:
+                if not callable(hook):
+                    raise TypeError(f"plugin {self._name}: {kind} must be callable")
+                self._host.sources[kind].append((self._name, hook))
+        if run is not None:
+            self._host.loops.append((self._name, run))
+
+    async def send_server_event(self, target: str, type: str, content: JsonDict) -> str:
+        return await self._host.send_server_event(target, type, content)
 
 
 def _facade_is_plugin_api(facade: _Facade) -> PluginApi:

@@ -49,6 +49,7 @@ from plugins.api import (
     InviteCheck,
     InviteDecision,
     JoinCheck,
+    RoomCreated,
     RoomCreationCheck,
     Verdict,
 )
@@ -292,6 +293,7 @@ class Rooms:
             await self._store_invite(
                 requester, room_id, invitee, None, req.is_direct, shared, decision
             )
+        self._policy.signal("on_room_created", RoomCreated(room_id=room_id, creator=creator))
         return room_id
 
     def _initial_invite_state(self, batch: Sequence[NewEvent]) -> list[JsonDict]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import trio
@@ -24,11 +24,21 @@ from homeserver.engine.presence import PresenceService
 from homeserver.engine.typing_state import TypingService
 from homeserver.errors import Forbidden, InvalidParam, MatrixError, NotFoundError, UnknownToken
 from homeserver.types import Presence, Requester, SessionRecord
+from plugins.api import SessionSignal
 
 log = logging.getLogger("homeserver.sessions")
 
 SESSION_HEADER = "Matrix-Session"
 _SESSION_ID_RE = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+
+
+def _session_signal(session: SessionRecord) -> SessionSignal:
+    return SessionSignal(
+        user_id=session.user_id,
+        device_id=session.device_id,
+        session_id=session.session_id,
+        presence=session.presence,
+    )
 
 
 def new_session_id() -> str:
@@ -64,8 +74,10 @@ class Sessions:
         presence: PresenceService,
         typing: TypingService,
         config: SessionConfig,
+        signal: Callable[[str, object], None] = lambda kind, payload: None,
     ) -> None:
         self._storage = storage
+        self._signal = signal
         self._clock = clock
         self._presence = presence
         self._typing = typing
@@ -204,6 +216,7 @@ class Sessions:
         if result.session.session_id == record.session_id:
             self.expiry.deadline_set(record.expires_at_ms)
             await self._presence.recompute(user_id)
+            self._signal("on_session_started", _session_signal(record))
         return result.session
 
     async def end(self, user_id: str, session_id: str) -> None:
@@ -239,6 +252,7 @@ class Sessions:
             await self._typing.end_session(session_id)
             if recompute:
                 await self._presence.recompute(session.user_id)
+            self._signal("on_session_ended", _session_signal(session))
         return session
 
     async def _after_end(self, sessions: Sequence[SessionRecord]) -> None:
@@ -246,6 +260,8 @@ class Sessions:
             await self._typing.end_session(session.session_id)
         for user_id in sorted({s.user_id for s in sessions}):
             await self._presence.recompute(user_id)
+        for session in sessions:
+            self._signal("on_session_ended", _session_signal(session))
 
     async def _expired(self, sessions: Sequence[SessionRecord]) -> None:
         log.debug("%d session(s) expired", len(sessions))

@@ -28,6 +28,8 @@ from homeserver.types import (
 )
 
 _HERO_LIMIT = 5
+# Server events a new device's initial sync shows (the most recent ones).
+INITIAL_SERVER_EVENTS = 20
 # Events read per step when scanning a room's recent history.
 _SCAN_PAGE = 100
 
@@ -188,14 +190,16 @@ class Sync:
         now_pos: int,
     ) -> list[JsonDict]:
         """Server events since `since`: room-targeted ones go into the room's ephemeral
-        events, the rest are returned for the top-level list. Incremental syncs only:
-        each device gets each event once, by its own `since`."""
+        events, the rest are returned for the top-level list. Each device gets each
+        event once, by its own `since`; a new device (initial sync) gets the most
+        recent INITIAL_SERVER_EVENTS."""
+        events = await self._server_events.for_sync(
+            user_id, joined_ids, after=since or 0, upto=now_pos
+        )
         if since is None:
-            return []
+            events = events[-INITIAL_SERVER_EVENTS:]
         top: list[JsonDict] = []
-        for event in await self._server_events.for_sync(
-            user_id, joined_ids, after=since, upto=now_pos
-        ):
+        for event in events:
             if event.target_kind == ServerEventTarget.ROOM and event.target is not None:
                 room = join.get(event.target)
                 if room is None:

@@ -53,6 +53,17 @@ class ConfigReader:
             raise self.error(name, "expected a non-empty string")
         return value
 
+    def choices(
+        self, name: str, options: Collection[str], default: Collection[str]
+    ) -> frozenset[str]:
+        """A list whose items are all among `options`."""
+        value = self._get(name)
+        if value is _MISSING:
+            return frozenset(default)
+        if not isinstance(value, list) or not all(v in options for v in value):
+            raise self.error(name, f"expected a list of: {', '.join(options)}")
+        return frozenset(value)
+
     def choice(self, name: str, options: Collection[str], default: str) -> str:
         value = self._get(name)
         if value is _MISSING:

@@ -57,7 +57,8 @@ class Client:
 
 async def test_kill_9_and_restart_loses_nothing(durable_url: str, tmp_path: Path) -> None:  # noqa: F811
     async with httpx.AsyncClient(timeout=20) as http:
-        async with server_process(durable_url, cwd=tmp_path) as server:
+        admin = ("--admin", "@alice:durable.test")
+        async with server_process(durable_url, *admin, cwd=tmp_path) as server:
             c = Client(http, server.url)
             alice = await c.register("alice")
             bob = await c.register("bob")
@@ -88,11 +89,24 @@ async def test_kill_9_and_restart_loses_nothing(durable_url: str, tmp_path: Path
             assert session.status_code == 200, session.text
             session_id = session.json()["session_id"]
             since = (await c.ok("GET", "/sync", a))["next_batch"]
+            bob_since = (await c.ok("GET", "/sync", b))["next_batch"]
+            notice = await http.post(
+                server.url + "/_homeserver/admin/v1/server_events",
+                headers={"Authorization": f"Bearer {a}"},
+                json={"type": "org.example.notice", "content": {"n": 1}, "user_id": bob["user_id"]},
+            )
+            assert notice.status_code == 200, notice.text
             await server.kill()
 
-        async with server_process(durable_url, cwd=tmp_path) as server:
+        async with server_process(durable_url, *admin, cwd=tmp_path) as server:
             c = Client(http, server.url)
             who = await c.ok("GET", "/account/whoami", a)
+            # The server event sent before the crash is still delivered, in order.
+            bob_sync = await c.ok("GET", "/sync", b, since=bob_since)
+            assert [e["event_id"] for e in bob_sync["server_events"]["events"]] == [
+                notice.json()["event_id"]
+            ]
+            assert bob_sync["server_events"]["events"][0]["sender"] == "durable.test"
             assert who["user_id"] == alice["user_id"]
             # The session survived the restart: requests naming it run in it.
             reply = await c.call(

@@ -131,3 +131,74 @@ async def test_everyday_flow_with_matrix_nio(live_server_factory: LiveServerFact
     assert seen.alice_room_name == "Lunch plans"
     assert seen.whoami_before_logout == "@bob:nio.test"
     assert seen.whoami_after_logout == "M_UNKNOWN_TOKEN"
+
+
+async def _flow_with_server_events(base_url: str) -> tuple[list[str], list[str], int]:
+    """alice (an admin) sends server events to herself, her room and everyone while
+    she and bob keep syncing with nio; returns (errors, messages bob saw, syncs)."""
+    config = nio.AsyncClientConfig(max_timeouts=2, request_timeout=10)
+    alice = nio.AsyncClient(base_url, "admin", config=config)
+    bob = nio.AsyncClient(base_url, "bob", config=config)
+    errors: list[str] = []
+    seen: list[str] = []
+    syncs = 0
+    try:
+        for client in (alice, bob):
+            registered = await client.register(client.user, "pw-" + client.user)
+            assert isinstance(registered, nio.RegisterResponse), registered
+        created = await alice.room_create(name="Status", invite=[bob.user_id])
+        assert isinstance(created, nio.RoomCreateResponse), created
+        room_id = created.room_id
+        await bob.sync(timeout=0)
+        assert isinstance(await bob.join(room_id), nio.JoinResponse)
+        for client in (alice, bob):
+            first = await client.sync(timeout=0)
+            assert isinstance(first, nio.SyncResponse), first
+        path = nio.Api._build_path(
+            [],
+            {"access_token": alice.access_token},
+            base_path="/_homeserver/admin/v1/server_events",
+        )
+        for i in range(3):
+            for target in (
+                {"user_id": bob.user_id},
+                {"room_id": room_id},
+                {"all_users": True},
+            ):
+                body = {"type": "org.example.status", "content": {"n": i, "body": f"n{i}"}}
+                reply = await alice.send("POST", path, json.dumps({**body, **target}))
+                assert reply.status == 200, await reply.text()
+            sent = await alice.room_send(
+                room_id, "m.room.message", {"msgtype": "m.text", "body": f"message {i}"}
+            )
+            assert isinstance(sent, nio.RoomSendResponse), sent
+            for client in (alice, bob):
+                response = await client.sync(timeout=1000)
+                syncs += 1
+                if not isinstance(response, nio.SyncResponse):
+                    errors.append(repr(response))
+                    continue
+                if client is bob and room_id in response.rooms.join:
+                    seen.extend(
+                        e.body
+                        for e in response.rooms.join[room_id].timeline.events
+                        if isinstance(e, nio.RoomMessageText)
+                    )
+    finally:
+        await alice.close()
+        await bob.close()
+    return errors, seen, syncs
+
+
+async def test_nio_keeps_syncing_while_server_events_flow(
+    live_server_factory: LiveServerFactory,
+) -> None:
+    async with live_server_factory(server_name="nio.test", admins=("@admin:nio.test",)) as url:
+        with trio.fail_after(60):
+            errors, seen, syncs = await trio.to_thread.run_sync(
+                functools.partial(asyncio.run, _flow_with_server_events(url)),
+                abandon_on_cancel=True,
+            )
+    assert errors == []
+    assert syncs == 6
+    assert seen == ["message 0", "message 1", "message 2"]
