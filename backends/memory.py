@@ -77,6 +77,10 @@ class MemoryUserStore:
     async def get_user(self, user_id: str) -> UserRecord | None:
         return self._s.users.get(user_id)
 
+    async def list_user_ids(self, *, after: str | None, limit: int) -> list[str]:
+        ids = sorted(u for u in self._s.users if after is None or u > after)
+        return ids[: max(0, limit)]
+
     async def set_profile_field(self, user_id: str, field: ProfileField, value: str | None) -> None:
         user = self._s.users.get(user_id)
         if user is None:

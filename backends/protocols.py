@@ -51,6 +51,10 @@ class UserStore(Protocol):
     async def set_profile_field(self, user_id: str, field: ProfileField, value: str | None) -> None:
         """Set (or clear with None) one profile field. Raises NotFound for an unknown user."""
 
+    async def list_user_ids(self, *, after: str | None, limit: int) -> list[str]:
+        """User ids in code-point order, those greater than `after` (None: from the
+        start), at most `limit`: a page of every user, for server-wide work."""
+
 
 class DeviceStore(Protocol):
     async def add_device_with_token(self, device: DeviceRecord, token: AccessToken) -> None:

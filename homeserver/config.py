@@ -60,6 +60,9 @@ class Config:
     plugin_timeout_ms: int = 2000
     # Users who may use the admin API (server events, server notices).
     admins: tuple[str, ...] = ()
+    # Server events with a text body also go, as messages, to per-user notices rooms.
+    server_notices: bool = True
+    server_notices_localpart: str = "server"
 
 
 def _int_in(lo: int, hi: int) -> Callable[[str, Any], int]:
@@ -105,6 +108,14 @@ def _string_list(key: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise ConfigError(f"config key '{key}': expected a list of strings, got {value!r}")
     return tuple(value)
+
+
+def _localpart(key: str, value: Any) -> str:
+    from homeserver.types import LOCALPART_RE
+
+    if not isinstance(value, str) or not LOCALPART_RE.fullmatch(value) or "/" in value:
+        raise ConfigError(f"config key '{key}': not a valid user name: {value!r}")
+    return value
 
 
 def _user_ids(key: str, value: Any) -> tuple[str, ...]:
@@ -180,6 +191,8 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "plugins": _plugins,
     "plugin_timeout_ms": _int_in(1, 600_000),
     "admins": _user_ids,
+    "server_notices": _bool,
+    "server_notices_localpart": _localpart,
 }
 assert set(_PARSERS) == {f.name for f in dataclasses.fields(Config)}
 

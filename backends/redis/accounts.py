@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from coredis.tokens import PureToken
+
 from backends.errors import Conflict, NotFound
 from backends.protocols import ProfileField
 from backends.redis import codec
@@ -13,7 +15,9 @@ class RedisUserStore(RedisStore):
     @once
     async def create_user(self, user: UserRecord) -> None:
         created = await self._ctx.run(
-            self._scripts.create_hash, [self._k.user(user.user_id)], codec.user_fields(user)
+            self._scripts.create_user,
+            [self._k.user(user.user_id), self._k.user_ids],
+            [user.user_id, *codec.user_fields(user)],
         )
         if not created:
             raise Conflict(f"user {user.user_id} exists")
@@ -22,6 +26,18 @@ class RedisUserStore(RedisStore):
     async def get_user(self, user_id: str) -> UserRecord | None:
         fields = await self._r.hgetall(self._k.user(user_id))
         return codec.user_from_hash(fields) if fields else None
+
+    @idempotent
+    async def list_user_ids(self, *, after: str | None, limit: int) -> list[str]:
+        if limit <= 0:
+            # Redis reads a negative LIMIT count as "no limit".
+            return []
+        # ZRANGE ... BYLEX (coredis deprecates ZRANGEBYLEX); members all score 0.
+        low = "-" if after is None else f"({after}"
+        ids = await self._r.zrange(
+            self._k.user_ids, low, "+", sortby=PureToken.BYLEX, offset=0, count=limit
+        )
+        return [str(uid) for uid in ids]
 
     @idempotent
     async def set_profile_field(self, user_id: str, field: ProfileField, value: str | None) -> None:

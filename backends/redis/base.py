@@ -25,6 +25,7 @@ class Scripts:
             return Script(client, source, readonly=readonly)
 
         self.create_hash = bind(scripts.CREATE_HASH)
+        self.create_user = bind(scripts.CREATE_USER)
         self.set_field_if_exists = bind(scripts.SET_FIELD_IF_EXISTS)
         self.add_device_with_token = bind(scripts.ADD_DEVICE_WITH_TOKEN)
         self.delete_devices = bind(scripts.DELETE_DEVICES)

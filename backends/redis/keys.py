@@ -11,6 +11,9 @@ Layout (P = prefix, {x} = escaped variable part):
                                             (INCR; absent means 0)
     P:filter_id                     string  filter id counter (INCR)
     P:user:{user}                   hash    UserRecord fields (None fields absent)
+    P:user_ids                      zset    every user id, score 0, so that ZRANGE BYLEX
+                                            pages them in code-point order (it compares
+                                            UTF-8 bytes); written with the user hash
     P:user_devices:{user}           set     device ids of the user
     P:device:{user}:{device}        hash    DeviceRecord fields (None fields absent)
     P:device_tokens:{user}:{device} set     the *key names* of the device's tokens
@@ -111,6 +114,10 @@ class Keys:
     @property
     def events(self) -> str:
         return f"{self.prefix}:events"
+
+    @property
+    def user_ids(self) -> str:
+        return f"{self.prefix}:user_ids"
 
     def user(self, user_id: str) -> str:
         return self._key("user", user_id)

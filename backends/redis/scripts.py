@@ -36,6 +36,15 @@ redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
 """
 
+# KEYS: user hash, user_ids zset. ARGV: user id, then field/value pairs.
+# Returns 1 if created, 0 (Conflict, nothing written) if the user hash existed.
+CREATE_USER = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+return 1
+"""
+
 # KEYS[1] hash. ARGV: field, '1' to set or '0' to delete, value.
 # Returns 0 (nothing changed) if the hash does not exist, else 1.
 SET_FIELD_IF_EXISTS = """

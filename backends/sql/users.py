@@ -39,6 +39,21 @@ class SqlUserStore:
 
         return await self._db.read(run)
 
+    async def list_user_ids(self, *, after: str | None, limit: int) -> list[str]:
+        if limit <= 0:
+            # SQLite reads a negative LIMIT as "no limit"; PostgreSQL rejects it.
+            return []
+        query = select(users.c.user_id).order_by(users.c.user_id).limit(limit)
+        if after is not None:
+            # The column's collation ("C" on PostgreSQL, BINARY on SQLite) wins over the
+            # parameter's, so both comparison and order are code-point order.
+            query = query.where(users.c.user_id > after)
+
+        def run(conn: Connection) -> list[str]:
+            return list(conn.execute(query).scalars())
+
+        return await self._db.read(run)
+
     async def set_profile_field(self, user_id: str, field: ProfileField, value: str | None) -> None:
         column = {"displayname": users.c.displayname, "avatar_url": users.c.avatar_url}[field]
 

@@ -10,6 +10,7 @@ from homeserver.config import Config
 from homeserver.engine.account_data import AccountData
 from homeserver.engine.accounts import Accounts
 from homeserver.engine.filters import Filters
+from homeserver.engine.notices import ServerNotices
 from homeserver.engine.notifier import Notifier
 from homeserver.engine.policy import PolicyHost
 from homeserver.engine.presence import PresenceService
@@ -69,8 +70,22 @@ class Engine:
             ),
             signal=self.policy.signal,
         )
+        self.notices = ServerNotices(
+            storage,
+            self.clock,
+            self.rooms,
+            self.notifier,
+            server_name=config.server_name,
+            localpart=config.server_notices_localpart,
+            enabled=config.server_notices,
+        )
+        self.accounts.reserved_localparts = frozenset({config.server_notices_localpart})
         self.server_events = ServerEvents(
-            storage, self.clock, self.notifier, server_name=config.server_name
+            storage,
+            self.clock,
+            self.notifier,
+            server_name=config.server_name,
+            notices=self.notices,
         )
         self.sync = Sync(storage, self.clock, self.notifier, self.presence, self.server_events)
         # Plugins last: they may use any of the above through their façade.
@@ -83,6 +98,7 @@ class Engine:
         until cancelled."""
         async with trio.open_nursery() as nursery:
             await nursery.start(self.policy.run)
+            await nursery.start(self.notices.run)
             await nursery.start(self.sessions.expiry.run)
             await nursery.start(self.typing.expiry.run)
             if self.config.sessions_enabled:

@@ -8,7 +8,9 @@ from homeserver.errors import MatrixError, NotFoundError
 from homeserver.types import JsonDict, localpart_of
 
 # Types the server manages itself; clients may not overwrite them through account data.
-_SERVER_MANAGED = frozenset({"m.fully_read", "m.push_rules"})
+_SERVER_MANAGED = frozenset(
+    {"m.fully_read", "m.push_rules", "org.triohomeserver.server_notices_room"}
+)
 
 
 class AccountData:

@@ -61,6 +61,8 @@ class Accounts:
     ) -> None:
         self._storage = storage
         self._signal = signal
+        # Names the server keeps for itself (the server-notices user).
+        self.reserved_localparts: frozenset[str] = frozenset()
         self._clock = clock
         self.server_name = server_name
         self._hasher = PasswordHasher(time_cost=hash_time_cost, memory_cost=hash_memory_kib)
@@ -112,6 +114,8 @@ class Accounts:
 
     async def is_available(self, localpart: str) -> bool:
         self.validate_localpart(localpart)
+        if localpart in self.reserved_localparts:
+            return False
         return await self._storage.users.get_user(self.user_id_for(localpart)) is None
 
     async def register(
@@ -125,6 +129,8 @@ class Accounts:
     ) -> tuple[str, LoginResult | None]:
         self.validate_localpart(localpart)
         user_id = self.user_id_for(localpart)
+        if localpart in self.reserved_localparts:
+            raise MatrixError(400, "M_USER_IN_USE", "User ID reserved by the server.")
         if await self._storage.users.get_user(user_id) is not None:
             raise MatrixError(400, "M_USER_IN_USE", "User ID already taken.")
         password_hash = await self._hash(password)

@@ -9,11 +9,15 @@ Never in timelines, state, invite state or to-device messages.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from backends import Storage
 from homeserver.clock import Clock
 from homeserver.engine.events import MAX_EVENT_BYTES, event_size, new_event_id
 from homeserver.engine.notifier import Notifier
+
+if TYPE_CHECKING:
+    from homeserver.engine.notices import ServerNotices
 from homeserver.errors import InvalidParam, MatrixError, NotFoundError
 from homeserver.types import (
     JsonDict,
@@ -44,8 +48,15 @@ def server_event_json(event: ServerEvent) -> JsonDict:
 
 class ServerEvents:
     def __init__(
-        self, storage: Storage, clock: Clock, notifier: Notifier, *, server_name: str
+        self,
+        storage: Storage,
+        clock: Clock,
+        notifier: Notifier,
+        *,
+        server_name: str,
+        notices: ServerNotices | None = None,
     ) -> None:
+        self._notices = notices
         self._storage = storage
         self._clock = clock
         self._notifier = notifier
@@ -92,6 +103,8 @@ class ServerEvents:
             self._notifier.notify_all()
         else:
             self._notifier.notify(recipients)
+        if self._notices is not None:
+            self._notices.enqueue(target_kind, target, content)
         return event
 
     async def for_sync(

@@ -133,14 +133,18 @@ async def test_everyday_flow_with_matrix_nio(live_server_factory: LiveServerFact
     assert seen.whoami_after_logout == "M_UNKNOWN_TOKEN"
 
 
-async def _flow_with_server_events(base_url: str) -> tuple[list[str], list[str], int]:
+async def _flow_with_server_events(
+    base_url: str,
+) -> tuple[list[str], list[str], int, list[tuple[str, str, str]]]:
     """alice (an admin) sends server events to herself, her room and everyone while
-    she and bob keep syncing with nio; returns (errors, messages bob saw, syncs)."""
+    she and bob keep syncing with nio; returns (errors, messages bob saw, syncs, the
+    compatibility notices bob read as messages: (sender, msgtype, body))."""
     config = nio.AsyncClientConfig(max_timeouts=2, request_timeout=10)
     alice = nio.AsyncClient(base_url, "admin", config=config)
     bob = nio.AsyncClient(base_url, "bob", config=config)
     errors: list[str] = []
     seen: list[str] = []
+    notices: list[tuple[str, str, str]] = []
     syncs = 0
     try:
         for client in (alice, bob):
@@ -184,10 +188,24 @@ async def _flow_with_server_events(base_url: str) -> tuple[list[str], list[str],
                         for e in response.rooms.join[room_id].timeline.events
                         if isinstance(e, nio.RoomMessageText)
                     )
+        # The events had a body: bob is invited to his server-notices room, where the
+        # same text arrives as ordinary messages from the notices user.
+        notices_room = next(
+            (r for r, room in bob.invited_rooms.items() if room.inviter == "@server:nio.test"),
+            None,
+        )
+        assert notices_room is not None, list(bob.invited_rooms)
+        assert isinstance(await bob.join(notices_room), nio.JoinResponse)
+        response = await bob.sync(timeout=1000)
+        assert isinstance(response, nio.SyncResponse), response
+        for event in response.rooms.join[notices_room].timeline.events:
+            if isinstance(event, nio.RoomMessage):
+                content = event.source["content"]
+                notices.append((event.sender, content["msgtype"], content["body"]))
     finally:
         await alice.close()
         await bob.close()
-    return errors, seen, syncs
+    return errors, seen, syncs, notices
 
 
 async def test_nio_keeps_syncing_while_server_events_flow(
@@ -195,10 +213,15 @@ async def test_nio_keeps_syncing_while_server_events_flow(
 ) -> None:
     async with live_server_factory(server_name="nio.test", admins=("@admin:nio.test",)) as url:
         with trio.fail_after(60):
-            errors, seen, syncs = await trio.to_thread.run_sync(
+            errors, seen, syncs, notices = await trio.to_thread.run_sync(
                 functools.partial(asyncio.run, _flow_with_server_events(url)),
                 abandon_on_cancel=True,
             )
     assert errors == []
     assert syncs == 6
     assert seen == ["message 0", "message 1", "message 2"]
+    # Every event with a body reached bob (user-targeted, room and broadcast ones).
+    assert [body for _, _, body in notices] == [f"n{i}" for i in range(3) for _ in range(3)]
+    assert {(sender, msgtype) for sender, msgtype, _ in notices} == {
+        ("@server:nio.test", "m.server_notice")
+    }
