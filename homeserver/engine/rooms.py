@@ -140,6 +140,31 @@ class Rooms:
         await self._notify_rooms(stored)
         return stored
 
+    async def _append_member(
+        self,
+        requester: Requester,
+        room_id: str,
+        sender: str,
+        target: str,
+        content: JsonDict,
+        *,
+        unsigned: JsonDict | None = None,
+    ) -> None:
+        """Append one m.room.member event (the caller holds the room lock)."""
+        await self._append(
+            [
+                self._new(
+                    room_id,
+                    sender,
+                    "m.room.member",
+                    content,
+                    state_key=target,
+                    requester=requester,
+                    unsigned=unsigned,
+                )
+            ]
+        )
+
     async def _notify_rooms(self, events: Sequence[Event]) -> None:
         users: set[str] = set()
         for room_id in {e.room_id for e in events}:
@@ -426,18 +451,8 @@ class Rooms:
                 content["reason"] = reason
             if is_direct:
                 content["is_direct"] = True
-            await self._append(
-                [
-                    self._new(
-                        room_id,
-                        inviter,
-                        "m.room.member",
-                        content,
-                        state_key=invitee,
-                        requester=requester,
-                        unsigned=unsigned,
-                    )
-                ]
+            await self._append_member(
+                requester, room_id, inviter, invitee, content, unsigned=unsigned
             )
 
     async def _authorize_join(self, room_id: str, user_id: str) -> None:
@@ -462,18 +477,7 @@ class Rooms:
             content = await self._member_content(user_id, Membership.JOIN)
             if reason is not None:
                 content["reason"] = reason
-            await self._append(
-                [
-                    self._new(
-                        room_id,
-                        user_id,
-                        "m.room.member",
-                        content,
-                        state_key=user_id,
-                        requester=requester,
-                    )
-                ]
-            )
+            await self._append_member(requester, room_id, user_id, user_id, content)
 
     async def leave(self, requester: Requester, room_id: str, reason: str | None = None) -> None:
         user_id = requester.user_id
@@ -486,18 +490,7 @@ class Rooms:
             content: JsonDict = {"membership": Membership.LEAVE}
             if reason is not None:
                 content["reason"] = reason
-            await self._append(
-                [
-                    self._new(
-                        room_id,
-                        user_id,
-                        "m.room.member",
-                        content,
-                        state_key=user_id,
-                        requester=requester,
-                    )
-                ]
-            )
+            await self._append_member(requester, room_id, user_id, user_id, content)
 
     async def kick(
         self, requester: Requester, room_id: str, target: str, reason: str | None
@@ -545,18 +538,7 @@ class Rooms:
             content: JsonDict = {"membership": membership}
             if reason is not None:
                 content["reason"] = reason
-            await self._append(
-                [
-                    self._new(
-                        room_id,
-                        requester.user_id,
-                        "m.room.member",
-                        content,
-                        state_key=target,
-                        requester=requester,
-                    )
-                ]
-            )
+            await self._append_member(requester, room_id, requester.user_id, target, content)
 
     async def forget(self, requester: Requester, room_id: str) -> None:
         current = await self.membership_of(room_id, requester.user_id)
@@ -813,17 +795,8 @@ class Rooms:
                 if await self.membership_of(room_id, requester.user_id) != Membership.JOIN:
                     continue
                 content = await self._member_content(requester.user_id, Membership.JOIN)
-                await self._append(
-                    [
-                        self._new(
-                            room_id,
-                            requester.user_id,
-                            "m.room.member",
-                            content,
-                            state_key=requester.user_id,
-                            requester=requester,
-                        )
-                    ]
+                await self._append_member(
+                    requester, room_id, requester.user_id, requester.user_id, content
                 )
 
     def format(self, event: Event, requester: Requester | None, **kw: Any) -> JsonDict:
