@@ -138,6 +138,11 @@ class Sessions:
             await self._end(started.session_id)
         raise MatrixError(500, "M_UNKNOWN", "Could not start a session")
 
+    @property
+    def in_flight_requests(self) -> int:
+        """Requests of this process that are running in a session right now."""
+        return sum(self._in_flight.values())
+
     async def request_started(
         self, requester: Requester, session_expires_at_ms: int | None
     ) -> int | None:
