@@ -83,6 +83,9 @@ class Sessions:
         self._typing = typing
         self.config = config
         self._in_flight: dict[str, int] = {}
+        # The deadline this process last wrote per session: concurrent requests of a
+        # session that all read the same stored deadline write it once, not each.
+        self._written: dict[str, int] = {}
         # How often the keepalive loop pushes the deadlines of sessions in flight.
         self.keepalive_period_s = max(config.timeout_ms / 3000, 0.05)
         self.expiry = DeadlineLoop(
@@ -183,12 +186,16 @@ class Sessions:
         returns the deadline now stored (`stored_deadline` if the session is gone)."""
         now = self._clock.now_ms()
         wanted = now + self.config.timeout_ms
-        if stored_deadline is not None and stored_deadline >= wanted:
-            return stored_deadline
-        # Write a little ahead so the next window's requests need no write.
+        known = max(stored_deadline or 0, self._written.get(session_id, 0))
+        if known >= wanted:
+            return known
+        # Write a little ahead so the next window's requests need no write; recorded
+        # before the write so requests finishing meanwhile do not write it again.
         deadline = wanted + self.config.touch_coalesce_ms
+        self._written[session_id] = deadline
         if await self._storage.sessions.touch_session(session_id, now, deadline):
             return deadline
+        self._written.pop(session_id, None)
         return stored_deadline
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -253,6 +260,7 @@ class Sessions:
 
     async def _end(self, session_id: str, *, recompute: bool = True) -> SessionRecord | None:
         session = await self._storage.sessions.end_session(session_id)
+        self._written.pop(session_id, None)
         if session is not None:
             await self._typing.end_session(session_id)
             if recompute:
@@ -261,6 +269,8 @@ class Sessions:
         return session
 
     async def _after_end(self, sessions: Sequence[SessionRecord]) -> None:
+        for session in sessions:
+            self._written.pop(session.session_id, None)
         for session in sessions:
             await self._typing.end_session(session.session_id)
         for user_id in sorted({s.user_id for s in sessions}):

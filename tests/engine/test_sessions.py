@@ -555,3 +555,37 @@ async def test_with_sessions_disabled_requests_run_in_no_session(
     assert h.published == []
     with pytest.raises(UnknownToken):
         await h.engine.sessions.authenticate("nope", None)
+
+
+async def test_concurrent_requests_of_a_session_write_one_touch(
+    make_harness: MakeHarness, autojump_clock: MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Twenty requests that read the same stored deadline and end together, past the
+    coalescing window, move it once (not once each: a write stampede on SQLite)."""
+    h = await make_harness(session_timeout_ms=T, session_touch_coalesce_ms=1000)
+    alice = await h.client("alice")
+    sid = await h.touch(alice)
+    writes: list[int] = []
+    touch = h.storage.sessions.touch_session
+
+    async def counting(*args: Any) -> bool:
+        writes.append(h.ms())
+        return await touch(*args)
+
+    monkeypatch.setattr(h.storage.sessions, "touch_session", counting)
+    sessions = h.engine.sessions
+    started = []
+    for _ in range(20):
+        who, deadline = await sessions.authenticate(alice.token, sid)
+        started.append((who, await sessions.request_started(who, deadline)))
+    await h.at(5000)
+    # While they run, the keepalive loop may move the deadline (once per pass).
+    before = len(writes)
+    assert before <= 2
+    for who, deadline in started:
+        await sessions.request_finished(who, deadline)
+    assert writes[before:] == [5000]  # one write for all twenty, not one each
+    assert sessions.in_flight_requests == 0
+    # The one write still keeps the session alive for the timeout after the requests.
+    await h.at(5000 + T - 1)
+    assert await h.live_sessions(alice) == [sid]
