@@ -9,6 +9,7 @@ sent a broadcast is not held up by thousands of rooms.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import trio
@@ -132,7 +133,7 @@ class ServerNotices:
     async def _ensure_notices_user(self) -> None:
         if await self._storage.users.get_user(self.user_id) is not None:
             return
-        try:
+        with contextlib.suppress(Conflict):  # created concurrently: fine
             await self._storage.users.create_user(
                 UserRecord(
                     user_id=self.user_id,
@@ -141,5 +142,3 @@ class ServerNotices:
                     displayname="Server Notices",
                 )
             )
-        except Conflict:
-            pass  # created concurrently: fine

@@ -38,7 +38,6 @@ from homeserver.types import (
     Event,
     JsonDict,
     Membership,
-    MembershipRecord,
     NewEvent,
     Requester,
     RoomRecord,
@@ -817,7 +816,3 @@ def ended_a_join(membership_event: Event | None) -> bool:
     if membership_event is None or membership_event.prev_content is None:
         return False
     return membership_event.prev_content.get("membership") == Membership.JOIN
-
-
-def joined_count(members: Sequence[MembershipRecord]) -> int:
-    return sum(1 for m in members if m.membership == Membership.JOIN)
