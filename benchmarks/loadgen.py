@@ -6,6 +6,7 @@ request in flight per connection, and return a `LoadResult`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import resource
 import shutil
@@ -360,12 +361,10 @@ async def _close_probe(
     async def one(index: int, stream: trio.SocketStream) -> None:
         nonlocal closed
         with trio.move_on_after(timeout_s):
-            try:
+            with contextlib.suppress(trio.BrokenResourceError):  # a reset is a close too
                 await stream.send_all(_request_bytes(target, f"{txn_prefix}-{index}", close=True))
                 while await stream.receive_some(65536):
                     pass
-            except trio.BrokenResourceError:
-                pass  # a reset is a close too
             closed += 1
 
     streams: list[trio.SocketStream] = []
