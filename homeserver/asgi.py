@@ -7,10 +7,16 @@
    finish the response and close or recycle the connection.
 2. Adds CORS headers to every response and answers preflight `OPTIONS` requests
    without entering the app.
+3. Refuses WebSocket upgrades without entering the app: the server speaks none, and
+   Quart's WebSocket path on Hypercorn is where a client could once end the process.
+   The refusal is a 400 `M_UNRECOGNIZED` when the server lets us send a body, else a
+   bare close; the connection is not reused either way.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -22,7 +28,12 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+log = logging.getLogger("homeserver.http")
+
 FINAL_SEND_DEADLINE_S = 10.0
+WEBSOCKET_REFUSAL = json.dumps(
+    {"errcode": "M_UNRECOGNIZED", "error": "WebSocket upgrades are not supported"}
+).encode()
 CORS_HEADERS: list[tuple[bytes, bytes]] = [
     (b"access-control-allow-origin", b"*"),
     (b"access-control-allow-methods", b"GET, HEAD, POST, PUT, DELETE, OPTIONS"),
@@ -39,6 +50,9 @@ class HomeserverASGI:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await _refuse_websocket(scope, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -68,3 +82,24 @@ class HomeserverASGI:
             await send(message)
 
         await self.app(scope, receive, guarded_send)
+
+
+async def _refuse_websocket(scope: Scope, send: Send) -> None:
+    try:
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + FINAL_SEND_DEADLINE_S):
+            if "websocket.http.response" in scope.get("extensions", {}):
+                headers = [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(WEBSOCKET_REFUSAL)).encode()),
+                    *CORS_HEADERS,
+                ]
+                await send(
+                    {"type": "websocket.http.response.start", "status": 400, "headers": headers}
+                )
+                await send({"type": "websocket.http.response.body", "body": WEBSOCKET_REFUSAL})
+            else:
+                await send({"type": "websocket.close"})
+    except Exception as exc:
+        # The client broke its own connection (e.g. pipelined more bytes after the
+        # upgrade): the server has already answered it; nothing else is affected.
+        log.debug("WebSocket refusal not delivered: %s: %s", type(exc).__name__, exc)

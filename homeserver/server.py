@@ -5,17 +5,17 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import cast
 
 import trio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
 
 from backends import open_storage
 from homeserver.app import create_app
 from homeserver.asgi import ASGIApp, HomeserverASGI
 from homeserver.config import Config
 from homeserver.engine import Engine
+from homeserver.http_worker import serve as serve_connections
 
 log = logging.getLogger("homeserver")
 
@@ -66,8 +66,8 @@ async def serve(
                 await engine.policy.server_state("draining")
 
             async def serve_http(*, task_status: trio.TaskStatus[list[str]]) -> None:
-                await hypercorn_serve(
-                    cast(Any, app),
+                await serve_connections(
+                    app,
                     hypercorn_config(config),
                     shutdown_trigger=until_shutdown,
                     task_status=task_status,
