@@ -9,7 +9,11 @@ break every response that includes it (a room's /sync for all its members).
   jsonb refuses them);
 - no lone UTF-16 surrogates (`"\\ud800"`): they cannot be encoded as UTF-8;
 - no NUL characters (PostgreSQL cannot store them; refused on every backend);
-- nesting too deep for the parser is M_BAD_JSON, not a crash.
+- at most MAX_DEPTH levels of arrays and objects. Python's parser itself goes to
+  about 1,000, but whatever is accepted is later copied, encoded (canonical JSON,
+  storage codecs, cjson in Redis' Lua) and wrapped in /sync responses by recursive
+  code; a value ~500 deep parsed here once made those recurse past the interpreter's
+  limit (HTTP 500). No event or account data format of the spec comes near the limit.
 """
 
 from __future__ import annotations
@@ -17,9 +21,12 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from homeserver.errors import BadJson, NotJson
+
+# Levels of arrays/objects a client's JSON may have: {"a": [1]} has 2.
+MAX_DEPTH = 64
 
 # A \uD800-\uDFFF escape. It may be half of a valid pair, so a match only triggers the
 # exact (slower) check below.
@@ -47,6 +54,19 @@ def _has_nul(value: object) -> bool:
     return False
 
 
+def _too_deep(value: dict[str, Any] | list[Any]) -> bool:
+    # Iterative: the point is not to recurse on the client's nesting.
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, dict | list):
+                if depth == MAX_DEPTH:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
 def loads(data: bytes | str) -> object:
     """Parse client JSON (any value); M_NOT_JSON / M_BAD_JSON when it is unacceptable."""
     if isinstance(data, bytes):
@@ -61,6 +81,14 @@ def loads(data: bytes | str) -> object:
         if _SURROGATE_ESCAPE.search(text):
             json.dumps(value, ensure_ascii=False).encode("utf-8")
         # The cheap test may hit an escaped backslash before "u0000"; confirm on the value.
+        # Cheap bound first: fewer brackets in the text than the limit, whatever their
+        # place (inside strings too), cannot nest deeper than it.
+        if (
+            isinstance(value, dict | list)
+            and text.count("[") + text.count("{") > MAX_DEPTH
+            and _too_deep(value)
+        ):
+            raise BadJson(f"JSON nested more than {MAX_DEPTH} levels deep")
         if ("\\u0000" in text or "\x00" in text) and _has_nul(value):
             # PostgreSQL cannot store NUL in text; refuse it on every backend alike.
             raise BadJson("JSON strings may not contain NUL characters")
