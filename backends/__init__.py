@@ -12,12 +12,19 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import cast
 from urllib.parse import urlsplit, urlunsplit
 
-from backends.errors import BackendUnavailable, Conflict, NotFound, StorageError
+from backends.errors import (
+    BackendUnavailable,
+    Conflict,
+    DuplicateTransaction,
+    NotFound,
+    StorageError,
+)
 from backends.protocols import Storage
 
 __all__ = [
     "BackendUnavailable",
     "Conflict",
+    "DuplicateTransaction",
     "NotFound",
     "Storage",
     "StorageError",

@@ -15,5 +15,16 @@ class Conflict(StorageError):
     """The record being created exists already (nothing was written)."""
 
 
+class DuplicateTransaction(Conflict):
+    """The client transaction is recorded already (nothing was written).
+
+    `event_id` is the id recorded for it: the answer the first attempt got, or would
+    have got had its reply not been lost."""
+
+    def __init__(self, event_id: str) -> None:
+        super().__init__(f"transaction already recorded (event {event_id})")
+        self.event_id = event_id
+
+
 class BackendUnavailable(StorageError):
     """The store cannot be reached or failed; the request may be retried later."""

@@ -12,11 +12,12 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 
-from backends.errors import Conflict, NotFound
+from backends.errors import Conflict, DuplicateTransaction, NotFound
 from backends.protocols import ProfileField, Storage
 from homeserver.types import (
     AccessToken,
     AccountDataRecord,
+    ClientTxn,
     DeviceRecord,
     Event,
     JsonDict,
@@ -161,7 +162,12 @@ class MemoryRoomStore:
     async def get_room(self, room_id: str) -> RoomRecord | None:
         return self._s.rooms.get(room_id)
 
-    async def append_events(self, events: Sequence[NewEvent]) -> list[Event]:
+    async def append_events(
+        self, events: Sequence[NewEvent], *, txn: ClientTxn | None = None
+    ) -> list[Event]:
+        txn_slot = _txn_slot(txn, events)
+        if txn_slot is not None and (recorded := self._s.txns.get(txn_slot)) is not None:
+            raise DuplicateTransaction(recorded)
         seen: set[str] = set()
         for new in events:
             if new.room_id not in self._s.rooms:
@@ -169,34 +175,39 @@ class MemoryRoomStore:
             if new.event_id in self._s.events or new.event_id in seen:
                 raise Conflict(f"event {new.event_id} exists")
             seen.add(new.event_id)
-        stored: list[Event] = []
-        for new in events:
-            prev_content: JsonDict | None = None
-            room_state = self._s.state[new.room_id]
-            if new.state_key is not None:
-                prev = room_state.get((new.type, new.state_key))
-                prev_content = None if prev is None else prev.content
-            event = Event.from_new(
-                replace(new, content=_copy(new.content), unsigned=_copy(new.unsigned)),
-                self._s.next_pos(),
-                prev_content,
-            )
-            self._s.events[event.event_id] = event
-            self._s.room_events[event.room_id].append(event)
-            if event.state_key is not None:
-                room_state[(event.type, event.state_key)] = event
-                if event.type == "m.room.member":
-                    record = MembershipRecord(
-                        room_id=event.room_id,
-                        user_id=event.state_key,
-                        membership=str(event.content.get("membership", "")),
-                        event_id=event.event_id,
-                        stream_pos=event.stream_pos,
-                    )
-                    self._s.members[event.room_id][event.state_key] = record
-                    self._s.user_rooms.setdefault(event.state_key, {})[event.room_id] = record
-            stored.append(_copy_event(event))
-        return stored
+        # Everything that can fail (copying) before the first write, so that nothing
+        # fails half way: the events and their transaction are stored together or not.
+        copies = [
+            replace(new, content=_copy(new.content), unsigned=_copy(new.unsigned)) for new in events
+        ]
+        if txn_slot is not None:
+            self._s.txns[txn_slot] = events[0].event_id
+        written = [self._write(new) for new in copies]
+        return [_copy_event(event) for event in written]
+
+    def _write(self, new: NewEvent) -> Event:
+        """Store one validated event (its own copy) at the next position."""
+        prev_content: JsonDict | None = None
+        room_state = self._s.state[new.room_id]
+        if new.state_key is not None:
+            prev = room_state.get((new.type, new.state_key))
+            prev_content = None if prev is None else prev.content
+        event = Event.from_new(new, self._s.next_pos(), prev_content)
+        self._s.events[event.event_id] = event
+        self._s.room_events[event.room_id].append(event)
+        if event.state_key is not None:
+            room_state[(event.type, event.state_key)] = event
+            if event.type == "m.room.member":
+                record = MembershipRecord(
+                    room_id=event.room_id,
+                    user_id=event.state_key,
+                    membership=str(event.content.get("membership", "")),
+                    event_id=event.event_id,
+                    stream_pos=event.stream_pos,
+                )
+                self._s.members[event.room_id][event.state_key] = record
+                self._s.user_rooms.setdefault(event.state_key, {})[event.room_id] = record
+        return event
 
     async def get_event(self, event_id: str) -> Event | None:
         event = self._s.events.get(event_id)
@@ -259,6 +270,15 @@ class MemoryRoomStore:
 
     async def current_stream_pos(self) -> int:
         return self._s.stream_pos
+
+
+def _txn_slot(txn: ClientTxn | None, events: Sequence[NewEvent]) -> tuple[str, str, str] | None:
+    """The key of `txn` in `_State.txns` (None without one)."""
+    if txn is None:
+        return None
+    if not events:
+        raise ValueError("a client transaction needs an event to record")
+    return (txn.user_id, txn.device_id, txn.txn_key)
 
 
 def _bisect_after(events: list[Event], pos: int) -> int:

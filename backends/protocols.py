@@ -11,8 +11,8 @@ Shared rules:
   events. Strictly
   increasing, never reused, starting above 0; position 0 means "before everything".
   Sessions, devices, filters and the like do not take positions.
-- Failures raise `backends.errors` exceptions only: `NotFound`, `Conflict`,
-  `BackendUnavailable` (store unreachable), or `StorageError`.
+- Failures raise `backends.errors` exceptions only: `NotFound`, `Conflict` (and its
+  `DuplicateTransaction`), `BackendUnavailable` (store unreachable), or `StorageError`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Literal, Protocol
 from homeserver.types import (
     AccessToken,
     AccountDataRecord,
+    ClientTxn,
     DeviceRecord,
     Event,
     JsonDict,
@@ -90,13 +91,24 @@ class RoomStore(Protocol):
     async def get_room(self, room_id: str) -> RoomRecord | None:
         """The room, or None."""
 
-    async def append_events(self, events: Sequence[NewEvent]) -> list[Event]:
+    async def append_events(
+        self, events: Sequence[NewEvent], *, txn: ClientTxn | None = None
+    ) -> list[Event]:
         """Append events to their rooms atomically, all or nothing.
 
         Each event gets the next stream position, in the order given. A state event
         replaces the room's current state for its (type, state_key) and its stored
         `prev_content` is the content it replaced. An `m.room.member` event also sets the
         membership of `state_key` (to `content.membership`) and clears `forgotten`.
+
+        With `txn` (at least one event needed, else ValueError), the client transaction
+        is recorded for the id of the first event in the same atomic write: no failure,
+        crash or cancellation can leave the events stored without the record (or the
+        record without the events). If that transaction is recorded already (by an
+        earlier append or `TransactionStore.put_txn_event`), nothing at all is written
+        and DuplicateTransaction carrying the recorded id is raised; this is checked
+        before anything else, so a retry learns it is one whatever else has changed.
+
         Raises NotFound if a room is unknown and Conflict if an event id exists; in both
         cases nothing is written.
         """
@@ -176,7 +188,9 @@ class TransactionStore(Protocol):
     async def put_txn_event(
         self, user_id: str, device_id: str, txn_key: str, event_id: str
     ) -> None:
-        """Record the event id of a client transaction (first write wins)."""
+        """Record the event id of a client transaction (first write wins), on its own:
+        for a transaction that stores no event. One that stores events records itself
+        with them (`RoomStore.append_events(txn=...)`)."""
 
 
 @dataclass(frozen=True, slots=True)

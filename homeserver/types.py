@@ -104,6 +104,17 @@ class NewEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class ClientTxn:
+    """A client transaction: what makes a retried request recognisable as a retry.
+
+    Scoped to the device that sent it (clients pick `txn_key`s per device)."""
+
+    user_id: str
+    device_id: str
+    txn_key: str
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
     """A stored room event with its position in the server-wide stream."""
 

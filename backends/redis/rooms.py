@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from backends.errors import Conflict, NotFound, StorageError
+from backends.errors import Conflict, DuplicateTransaction, NotFound, StorageError
 from backends.redis import codec
 from backends.redis.base import RedisStore, idempotent, once
 from backends.redis.keys import state_field
-from homeserver.types import Event, MembershipRecord, NewEvent, RoomRecord
+from homeserver.types import ClientTxn, Event, MembershipRecord, NewEvent, RoomRecord
 
 
 class RedisRoomStore(RedisStore):
@@ -26,14 +26,24 @@ class RedisRoomStore(RedisStore):
         return codec.room_from_hash(fields) if fields else None
 
     @once
-    async def append_events(self, events: Sequence[NewEvent]) -> list[Event]:
-        """One script call: validation, position allocation and every write happen in
-        a single atomic step, so no reader sees position N+1 before N is complete."""
+    async def append_events(
+        self, events: Sequence[NewEvent], *, txn: ClientTxn | None = None
+    ) -> list[Event]:
+        """One script call: validation, position allocation and every write (the
+        transaction's record included) happen in a single atomic step, so no reader
+        sees position N+1 before N is complete."""
         if not events:
+            if txn is not None:
+                raise ValueError("a client transaction needs an event to record")
             return []
         k = self._k
-        keys = [k.stream_pos, k.events, k.room_latest]
-        args = [str(len(events))]
+        keys = [
+            k.stream_pos,
+            k.events,
+            k.room_latest,
+            "" if txn is None else k.txns(txn.user_id, txn.device_id),
+        ]
+        args = [str(len(events)), "" if txn is None else txn.txn_key]
         bodies: list[str] = []
         for new in events:
             body = codec.event_body(new)
@@ -61,6 +71,10 @@ class RedisRoomStore(RedisStore):
             )
         reply = await self._ctx.run(self._scripts.append_events, keys, args)
         status = reply[0]
+        if status == "duplicate":
+            raise DuplicateTransaction(reply[1])
+        if status == "wrongtype":
+            raise StorageError(f"Redis key {reply[1]} holds the wrong kind of value")
         if status == "notfound":
             raise NotFound(f"room {reply[1]}")
         if status == "conflict":

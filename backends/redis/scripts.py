@@ -12,7 +12,10 @@ only key names they read out of values are full key names stored for that purpos
 `[]` into `{}`.
 
 Validation happens before the first write, so a script that reports NotFound or
-Conflict has written nothing.
+Conflict has written nothing. A command that fails ends a script but keeps the writes
+it had made (Redis does not roll scripts back), so a script whose writes must stay
+together (APPEND_EVENTS) also checks first that each key it writes holds its kind of
+value.
 """
 
 from __future__ import annotations
@@ -102,28 +105,58 @@ end
 return deleted
 """
 
-# KEYS: stream_pos, events, room_latest, then per event (6 keys): room, room_events,
-#       room_state, room_state_content, room_members, user_rooms.
-# ARGV[1]: number of events, then per event (7 values): event_id, room_id, body JSON,
-#       state field ('' for a non-state event), content JSON (state events),
-#       state_key (member events), membership record tail ('' unless m.room.member).
-# Returns {'notfound', room_id} or {'conflict', event_id} having written nothing,
-# else {'ok', pos1, prev_content1, pos2, prev_content2, ...}.
+# KEYS: stream_pos, events, room_latest, txns ('' without a transaction), then per
+#       event (6 keys): room, room_events, room_state, room_state_content, room_members,
+#       user_rooms ('' unless m.room.member).
+# ARGV[1]: number of events, ARGV[2]: the transaction's txn key ('' without one), then
+#       per event (7 values): event_id, room_id, body JSON, state field ('' for a
+#       non-state event), content JSON (state events), state_key (member events),
+#       membership record tail ('' unless m.room.member).
+# Returns, having written nothing, {'duplicate', recorded event id}, {'notfound',
+# room_id}, {'conflict', event_id} or {'wrongtype', key}; else {'ok', pos1,
+# prev_content1, pos2, prev_content2, ...}, the transaction (if any) recorded for the
+# first event.
+# Every key written is checked for its kind of value first: a write failing half way
+# would leave, e.g., events stored without their transaction's record.
 APPEND_EVENTS = """
 local n = tonumber(ARGV[1])
+local txn = ARGV[2]
+local has_txn = KEYS[4] ~= ''
+if has_txn then
+  local recorded = redis.call('HGET', KEYS[4], txn)
+  if recorded then return {'duplicate', recorded} end
+end
+local function holds(key, kind)
+  local found = redis.call('TYPE', key)['ok']
+  return found == 'none' or found == kind
+end
+local counter = redis.call('GET', KEYS[1])
+if counter and not tonumber(counter) then return {'wrongtype', KEYS[1]} end
+for i = 2, (has_txn and 4 or 3) do
+  if not holds(KEYS[i], 'hash') then return {'wrongtype', KEYS[i]} end
+end
 local seen = {}
 for i = 0, n - 1 do
-  local k = 3 + i * 6
-  local a = 1 + i * 7
+  local k = 4 + i * 6
+  local a = 2 + i * 7
   if redis.call('EXISTS', KEYS[k + 1]) == 0 then return {'notfound', ARGV[a + 2]} end
   local id = ARGV[a + 1]
   if seen[id] or redis.call('HEXISTS', KEYS[2], id) == 1 then return {'conflict', id} end
   seen[id] = true
+  -- Written: room_events; room_state and room_state_content for a state event;
+  -- room_members and user_rooms for a member event.
+  local written = 2
+  if ARGV[a + 4] ~= '' then written = ARGV[a + 7] == '' and 4 or 6 end
+  for j = 2, written do
+    local key = KEYS[k + j]
+    if not holds(key, j == 2 and 'zset' or 'hash') then return {'wrongtype', key} end
+  end
 end
+if has_txn then redis.call('HSET', KEYS[4], txn, ARGV[3]) end
 local out = {'ok'}
 for i = 0, n - 1 do
-  local k = 3 + i * 6
-  local a = 1 + i * 7
+  local k = 4 + i * 6
+  local a = 2 + i * 7
   local id = ARGV[a + 1]
   local room_id = ARGV[a + 2]
   local pos = redis.call('INCR', KEYS[1])

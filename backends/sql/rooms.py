@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from backends.errors import Conflict, NotFound
+from backends.errors import Conflict, DuplicateTransaction, NotFound
 from backends.sql.codec import (
     dump_json,
     event_from_mapping,
@@ -18,8 +18,8 @@ from backends.sql.codec import (
 from backends.sql.common import MAX_POSITION, allocate_positions, insert_for
 from backends.sql.database import Database
 from backends.sql.schema import events as event_table
-from backends.sql.schema import memberships, room_state, rooms, stream_counter
-from homeserver.types import Event, MembershipRecord, NewEvent, RoomRecord
+from backends.sql.schema import memberships, room_state, rooms, stream_counter, txns
+from homeserver.types import ClientTxn, Event, MembershipRecord, NewEvent, RoomRecord
 
 # Bound parameters per IN (...) list: far below every dialect's limit.
 _IN_CHUNK = 500
@@ -50,15 +50,21 @@ class SqlRoomStore:
 
         return await self._db.read(run)
 
-    async def append_events(self, events: Sequence[NewEvent]) -> list[Event]:
+    async def append_events(
+        self, events: Sequence[NewEvent], *, txn: ClientTxn | None = None
+    ) -> list[Event]:
         batch = list(events)
         if not batch:
+            if txn is not None:
+                raise ValueError("a client transaction needs an event to record")
             return []
         # Encode before entering the transaction: short transactions, and a value that
         # cannot be stored fails before anything is written.
         encoded = [(dump_json(new.content), dump_json(new.unsigned)) for new in batch]
 
         def run(conn: Connection) -> list[Event]:
+            if txn is not None:
+                _record_txn(conn, txn, batch[0].event_id)
             _check_new_events(conn, batch)
             first_pos = allocate_positions(conn, len(batch))
             # Read current state only now: the counter lock orders us after every
@@ -241,6 +247,34 @@ class SqlRoomStore:
             return int(pos)
 
         return await self._db.read(run)
+
+
+def _record_txn(conn: Connection, txn: ClientTxn, event_id: str) -> None:
+    """Record the transaction for `event_id`, in the caller's transaction; raise
+    DuplicateTransaction (rolling it back) if it is recorded already.
+
+    ON CONFLICT DO NOTHING rather than a read first: on PostgreSQL a concurrent
+    writer's uncommitted record of the same transaction makes this insert wait for that
+    writer's outcome, so of two concurrent attempts exactly one goes on.
+    """
+    inserted = conn.execute(
+        insert_for(conn, txns)
+        .values(
+            user_id=txn.user_id, device_id=txn.device_id, txn_key=txn.txn_key, event_id=event_id
+        )
+        .on_conflict_do_nothing(index_elements=[txns.c.user_id, txns.c.device_id, txns.c.txn_key])
+        # RETURNING, not rowcount: drivers need not report rowcount for an INSERT.
+        .returning(txns.c.event_id)
+    ).first()
+    if inserted is None:
+        recorded = conn.execute(
+            select(txns.c.event_id).where(
+                txns.c.user_id == txn.user_id,
+                txns.c.device_id == txn.device_id,
+                txns.c.txn_key == txn.txn_key,
+            )
+        ).scalar_one()
+        raise DuplicateTransaction(recorded)
 
 
 def _check_new_events(conn: Connection, batch: list[NewEvent]) -> None:

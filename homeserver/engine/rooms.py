@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from backends import Storage
+from backends import DuplicateTransaction, Storage
 from homeserver.clock import Clock
 from homeserver.engine.accounts import Accounts
 from homeserver.engine.events import (
@@ -35,6 +35,7 @@ from homeserver.engine.power_levels import PowerLevels, validate_power_levels
 from homeserver.errors import BadJson, Forbidden, InvalidParam, MatrixError, NotFoundError
 from homeserver.namespace import INVITE_STATE_POLICY
 from homeserver.types import (
+    ClientTxn,
     Event,
     JsonDict,
     Membership,
@@ -134,8 +135,10 @@ class Rooms:
             unsigned=unsigned or {},
         )
 
-    async def _append(self, events: Sequence[NewEvent]) -> list[Event]:
-        stored = await self._storage.rooms.append_events(events)
+    async def _append(
+        self, events: Sequence[NewEvent], *, txn: ClientTxn | None = None
+    ) -> list[Event]:
+        stored = await self._storage.rooms.append_events(events, txn=txn)
         await self._notify_rooms(stored)
         return stored
 
@@ -569,20 +572,28 @@ class Rooms:
     ) -> str:
         """Send a message (state_key None) or a state event; returns the event id.
 
-        With a txn_id, a retry of the same request returns the first event's id.
+        With a txn_id, a retry of the same request returns the first event's id: the
+        event and the transaction's record are stored in one atomic write, so a retry
+        after any failure (a crash, a store error, a lost reply) finds either both or
+        neither.
         """
         _event_type_ok(event_type)
         if event_size(content, event_type, state_key) > MAX_EVENT_BYTES:
             raise MatrixError(413, "M_TOO_LARGE", "Event too large")
-        txn_key = f"{room_id}/{event_type}/{txn_id}" if txn_id is not None else None
+        txn = (
+            ClientTxn(requester.user_id, requester.device_id, f"{room_id}/{event_type}/{txn_id}")
+            if txn_id is not None
+            else None
+        )
         if state_key is None and not trusted:
-            dropped = await self._check_message(requester, room_id, event_type, content, txn_key)
+            dropped = await self._check_message(requester, room_id, event_type, content, txn)
             if dropped is not None:
                 return dropped
         async with self._locks.hold(room_id):
-            if txn_key is not None:
+            if txn is not None:
+                # The cheap answer for a retry; the append below is what guarantees it.
                 existing = await self._storage.txns.get_txn_event(
-                    requester.user_id, requester.device_id, txn_key
+                    txn.user_id, txn.device_id, txn.txn_key
                 )
                 if existing is not None:
                     return existing
@@ -597,23 +608,21 @@ class Rooms:
                 await self._check_state_event(
                     requester, room, power, event_type, state_key, content
                 )
-            (event,) = await self._append(
-                [
-                    self._new(
-                        room_id,
-                        requester.user_id,
-                        event_type,
-                        content,
-                        state_key=state_key,
-                        requester=requester,
-                        txn_id=txn_id,
-                    )
-                ]
+            new = self._new(
+                room_id,
+                requester.user_id,
+                event_type,
+                content,
+                state_key=state_key,
+                requester=requester,
+                txn_id=txn_id,
             )
-            if txn_key is not None:
-                await self._storage.txns.put_txn_event(
-                    requester.user_id, requester.device_id, txn_key, event.event_id
-                )
+            try:
+                (event,) = await self._append([new], txn=txn)
+            except DuplicateTransaction as exc:
+                # Recorded since the check above, by another process sharing the store
+                # or by a concurrent request whose plugins dropped the message.
+                return exc.event_id
             return event.event_id
 
     async def _check_message(
@@ -622,14 +631,14 @@ class Rooms:
         room_id: str,
         event_type: str,
         content: JsonDict,
-        txn_key: str | None,
+        txn: ClientTxn | None,
     ) -> str | None:
         """Ask the plugins about a message (outside the room lock). Raises on deny;
         on drop returns the event id the sender is told (nothing is stored or sent, and
         a retry of the transaction gets the same id); None to go on and send."""
-        if txn_key is not None:
+        if txn is not None:
             existing = await self._storage.txns.get_txn_event(
-                requester.user_id, requester.device_id, txn_key
+                txn.user_id, txn.device_id, txn.txn_key
             )
             if existing is not None:
                 return existing
@@ -646,9 +655,10 @@ class Rooms:
         if decision.verdict is not Verdict.DROP:
             return None
         event_id = new_event_id()
-        if txn_key is not None:
+        if txn is not None:
+            # The record is the only write: nothing to keep atomic with it.
             await self._storage.txns.put_txn_event(
-                requester.user_id, requester.device_id, txn_key, event_id
+                txn.user_id, txn.device_id, txn.txn_key, event_id
             )
         return event_id
 

@@ -3,16 +3,18 @@ stays consistent and usable."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+from collections.abc import Awaitable, Callable
 from functools import partial
 
 import trio
 import trio.lowlevel
 import trio.testing
 
-from backends import Storage
+from backends import DuplicateTransaction, Storage
 from backends.protocols import AuthLookup
-from homeserver.types import AccountDataRecord, NewEvent
+from homeserver.types import AccountDataRecord, ClientTxn, NewEvent
 
 from .records import (
     ALICE,
@@ -35,6 +37,11 @@ CANCEL_POINTS = range(8)
 async def _cancel_after(points: int, scope: trio.CancelScope) -> None:
     for _ in range(points):
         await trio.lowlevel.checkpoint()
+    scope.cancel()
+
+
+async def _cancel_when_blocked(scope: trio.CancelScope) -> None:
+    await trio.testing.wait_all_tasks_blocked()
     scope.cancel()
 
 
@@ -102,6 +109,45 @@ async def test_appends_cancelled_mid_flight_are_all_or_nothing(storage: Storage)
     ]
     for previous, event in itertools.pairwise(topics):
         assert event.prev_content == previous.content
+
+
+async def test_appends_with_a_transaction_cancelled_mid_flight_store_both_or_neither(
+    storage: Storage,
+) -> None:
+    """An event is never stored without its transaction's record, nor the record
+    without the event; of two attempts of one transaction at most one is stored."""
+    await make_room(storage)
+
+    async def attempt(batch: list[NewEvent], txn: ClientTxn) -> None:
+        with contextlib.suppress(DuplicateTransaction):
+            await storage.rooms.append_events(batch, txn=txn)
+
+    # Scheduler passes reach different stages of each backend (on SQLite all of them
+    # come before its worker thread starts); once every task is blocked, a store that
+    # runs in threads is inside its transaction.
+    cancellers: list[Callable[[trio.CancelScope], Awaitable[None]]] = [
+        partial(_cancel_after, points) for points in CANCEL_POINTS
+    ]
+    cancellers.append(_cancel_when_blocked)
+    for n, cancel in enumerate(cancellers):
+        attempts: list[tuple[ClientTxn, list[NewEvent]]] = []
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                for i in range(4):
+                    txn = ClientTxn(ALICE, "DEV", f"{n}/{i // 2}")
+                    batch = [message(ROOM), member(ROOM, f"@u{n}x{i}:example.org")]
+                    attempts.append((txn, batch))
+                    nursery.start_soon(attempt, batch, txn)
+                nursery.start_soon(cancel, scope)
+        for txn in dict.fromkeys(t for t, _ in attempts):
+            recorded = await storage.txns.get_txn_event(txn.user_id, txn.device_id, txn.txn_key)
+            stored = [
+                batch[0].event_id
+                for t, batch in attempts
+                if t == txn and await storage.rooms.get_event(batch[0].event_id) is not None
+            ]
+            assert stored == ([] if recorded is None else [recorded]), (txn, recorded, stored)
+        await _check_room_consistent(storage, [batch for _, batch in attempts])
 
 
 async def test_cancelled_when_all_tasks_are_blocked(storage: Storage) -> None:

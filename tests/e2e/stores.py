@@ -7,7 +7,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -88,8 +88,11 @@ class ServerProcess:
 
 
 @asynccontextmanager
-async def server_process(storage: str, *extra: str, cwd: Path) -> AsyncIterator[ServerProcess]:
-    """`python -m homeserver serve` on a random port; yields once it listens."""
+async def server_process(
+    storage: str, *extra: str, cwd: Path, program: Sequence[str] = ("-m", "homeserver")
+) -> AsyncIterator[ServerProcess]:
+    """`python -m homeserver serve` on a random port; yields once it listens. `program`
+    replaces `-m homeserver` (e.g. tests/e2e/crashing_server.py)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOMESERVER_")}
     env.update(
         HOMESERVER_PASSWORD_HASH_TIME_COST="1",
@@ -98,8 +101,7 @@ async def server_process(storage: str, *extra: str, cwd: Path) -> AsyncIterator[
     process = await trio.lowlevel.open_process(
         [
             sys.executable,
-            "-m",
-            "homeserver",
+            *program,
             "serve",
             "--port",
             "0",

@@ -2,16 +2,21 @@
 
 Tokens still work; rooms, memberships, messages and account data are there; the
 stream continues (an old `since` token stays valid); a session started before the
-restart is still live after it."""
+restart is still live after it. A send the server stored but died before answering is
+stored once, however the client retries it."""
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+import pytest
+import trio
 
+from tests.e2e import crashing_server
 from tests.e2e.stores import durable_url, server_process  # noqa: F401 (fixture)
 
 V3 = "/_matrix/client/v3"
@@ -147,4 +152,40 @@ async def test_kill_9_and_restart_loses_nothing(durable_url: str, tmp_path: Path
                 {"msgtype": "m.text", "body": "message 0"},
             )
             assert again["event_id"] == sent[0]
+            assert await server.stop() == 0
+
+
+async def test_a_send_retried_after_a_kill_9_before_its_reply_is_stored_once(
+    durable_url: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    body = {"msgtype": "m.text", "body": "once", crashing_server.CRASH_MARK: True}
+    async with httpx.AsyncClient(timeout=20) as http:
+        async with server_process(
+            durable_url, cwd=tmp_path, program=crashing_server.PROGRAM
+        ) as server:
+            c = Client(http, server.url)
+            alice = await c.register("alice")
+            a = alice["access_token"]
+            room_id = (await c.ok("POST", "/createRoom", a, {"name": "Crash"}))["room_id"]
+            send = f"/rooms/{q(room_id)}/send/m.room.message/crash-1"
+            # The server dies between storing the message and answering.
+            with pytest.raises(httpx.TransportError):
+                await c.call("PUT", send, a, body)
+            with trio.fail_after(10):
+                await server.process.wait()
+            assert server.process.returncode == -signal.SIGKILL
+
+        async with server_process(durable_url, cwd=tmp_path) as server:
+            c = Client(http, server.url)
+
+            async def messages() -> list[str]:
+                history = await c.ok("GET", f"/rooms/{q(room_id)}/messages", a, dir="f")
+                return [e["event_id"] for e in history["chunk"] if e["type"] == "m.room.message"]
+
+            [stored] = await messages()
+            for _ in range(2):
+                again = await c.ok("PUT", send, a, body)
+                assert again["event_id"] == stored
+            assert await messages() == [stored]
             assert await server.stop() == 0
