@@ -20,6 +20,7 @@ from backends.errors import (
     StorageError,
 )
 from backends.protocols import Storage
+from backends.timeouts import StorageTimeouts
 
 __all__ = [
     "BackendUnavailable",
@@ -28,6 +29,7 @@ __all__ = [
     "NotFound",
     "Storage",
     "StorageError",
+    "StorageTimeouts",
     "UnsupportedStorageUrl",
     "check_storage_url",
     "has_schema",
@@ -46,7 +48,8 @@ _OPENERS: dict[str, str] = {
     "rediss": "backends.redis:open_redis",
 }
 
-# open_<name>(url, **options); only the SQL openers take `migrate`.
+# open_<name>(url, **options); only the SQL openers take `migrate`, only the networked
+# ones (SQL, Redis) `timeouts`.
 Opener = Callable[..., AbstractAsyncContextManager[Storage]]
 
 
@@ -77,6 +80,7 @@ def _load_opener(url: str) -> Opener:
 
 
 _SQL_SCHEMES = frozenset({"sqlite", "postgresql", "postgres"})
+_REDIS_SCHEMES = frozenset({"redis", "rediss"})
 
 
 def check_storage_url(url: str) -> None:
@@ -114,11 +118,20 @@ async def migrate_storage(url: str) -> str | None:
 
 
 @asynccontextmanager
-async def open_storage(url: str, *, migrate: bool = True) -> AsyncIterator[Storage]:
+async def open_storage(
+    url: str, *, migrate: bool = True, timeouts: StorageTimeouts | None = None
+) -> AsyncIterator[Storage]:
     """Open the backend named by `url` and close it on exit. With a SQL backend,
     `migrate` brings its schema to the current revision first (otherwise a database
-    that is not current is refused)."""
+    that is not current is refused). `timeouts` (default `StorageTimeouts()`) bound
+    connecting to a SQL or Redis server and every storage operation: past them an
+    operation raises BackendUnavailable."""
     opener = _load_opener(url)
-    context = opener(url, migrate=migrate) if has_schema(url) else opener(url)
+    if has_schema(url):
+        context = opener(url, migrate=migrate, timeouts=timeouts)
+    elif _scheme(url) in _REDIS_SCHEMES:
+        context = opener(url, timeouts=timeouts)
+    else:
+        context = opener(url)
     async with context as storage:
         yield storage

@@ -1,13 +1,30 @@
 """create_app(engine): the Quart-Trio app. Registers routes and the one error handler;
-no I/O and no tasks here."""
+no I/O and no tasks here.
+
+Every request is handled within a deadline, `request_timeout_ms` (a /sync adds the
+long-poll wait it asked for, as capped by `sync_timeout_cap_ms`; 0 turns it off): past
+it the handler is cancelled and the client gets 503 M_UNAVAILABLE with Retry-After,
+never a hang. It is a backstop: storage operations have their own, shorter, deadline,
+and a SQL operation in flight when the request's deadline passes finishes first (no
+later than its own deadline). The teardown hooks (the session's end-of-request
+booking) still run.
+
+(Tests on trio's autojump clock: a worker thread, such as password hashing, leaves
+every task blocked, and the clock jumps to the next deadline, which is then this one.
+Such tests turn it off or keep the clock still around threads.)
+"""
 
 from __future__ import annotations
 
 import logging
+import math
 
+import trio
 from quart import Response, request
+from quart.ctx import RequestContext
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from backends import BackendUnavailable, StorageError
 from homeserver.api import account, admin, auth, presence, rooms, sessions, sync, versions
@@ -22,6 +39,47 @@ CLIENT_PREFIXES = ("/_matrix/client/v3", "/_matrix/client/r0")
 
 class HomeserverApp(QuartTrio):
     engine: Engine
+
+    async def full_dispatch_request(
+        self, request_context: RequestContext | None = None
+    ) -> Response | WerkzeugResponse:
+        """Dispatch (before_request hooks, the route, after_request hooks) within the
+        request's deadline."""
+        timeout_s = self._request_timeout_s()
+        with trio.move_on_after(timeout_s):
+            return await super().full_dispatch_request(request_context)
+        log.warning(
+            "request %s %s not answered within %g s: 503", request.method, request.path, timeout_s
+        )
+        return await self.finalize_request(_timed_out(), request_context)
+
+    def _request_timeout_s(self) -> float:
+        config = self.engine.config
+        timeout_ms = config.request_timeout_ms
+        if timeout_ms == 0:
+            return math.inf
+        rule = request.url_rule
+        if rule is not None and self.view_functions.get(rule.endpoint) is sync.sync:
+            timeout_ms += _sync_wait_ms(config.sync_timeout_cap_ms)
+        return timeout_ms / 1000
+
+
+def _sync_wait_ms(cap_ms: int) -> int:
+    """The long-poll wait a /sync asks for, as the route will clamp it (0 if malformed:
+    the route refuses it)."""
+    try:
+        requested = int(request.args.get("timeout", "0") or "0")
+    except ValueError:
+        return 0
+    return max(0, min(cap_ms, requested))
+
+
+def _timed_out() -> Response:
+    return json_response(
+        {"errcode": "M_UNAVAILABLE", "error": "The request took too long; retry later"},
+        503,
+        {"Retry-After": "1"},
+    )
 
 
 # Every hook and handler is async: Quart runs sync ones in a worker thread.

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from backends import StorageTimeouts
     from plugins.loader import PluginSpec
 
 ENV_PREFIX = "HOMESERVER_"
@@ -31,6 +32,11 @@ class Config:
     port: int = 8008
     server_name: str = "localhost"
     storage: str = "sqlite:///homeserver.db"
+    # A silent store (a network partition) answers 503 within these, never hangs.
+    storage_connect_timeout_ms: int = 5000
+    storage_timeout_ms: int = 5000
+    # Backstop for the handling of one request (a /sync adds its long-poll wait); 0: none.
+    request_timeout_ms: int = 30_000
     registration: str = "open"
     max_request_bytes: int = 1_048_576
     keep_alive_timeout_s: float = 5.0
@@ -63,6 +69,15 @@ class Config:
     # Server events with a text body also go, as messages, to per-user notices rooms.
     server_notices: bool = True
     server_notices_localpart: str = "server"
+
+    @property
+    def storage_timeouts(self) -> StorageTimeouts:
+        """The storage timeouts, as `backends.open_storage` takes them."""
+        from backends import StorageTimeouts
+
+        return StorageTimeouts(
+            connect_ms=self.storage_connect_timeout_ms, operation_ms=self.storage_timeout_ms
+        )
 
 
 def _int_in(lo: int, hi: int) -> Callable[[str, Any], int]:
@@ -173,6 +188,9 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "port": _int_in(0, 65535),
     "server_name": _server_name,
     "storage": _storage_url,
+    "storage_connect_timeout_ms": _int_in(1, 600_000),
+    "storage_timeout_ms": _int_in(1, 600_000),
+    "request_timeout_ms": _int_in(0, 3_600_000),
     "registration": _choice("open", "disabled"),
     "max_request_bytes": _int_in(1024, 1 << 30),
     "keep_alive_timeout_s": _positive_float,

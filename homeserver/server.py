@@ -53,7 +53,9 @@ async def serve(
 
     Reports the bound addresses through `task_status` once it listens.
     """
-    async with open_storage(config.storage, migrate=config.migrate_on_start) as storage:
+    async with open_storage(
+        config.storage, migrate=config.migrate_on_start, timeouts=config.storage_timeouts
+    ) as storage:
         for warning in storage.warnings:
             log.warning("%s", warning)
         engine = Engine(config, storage)

@@ -22,6 +22,10 @@ def make_config(**overrides: Any) -> Config:
         "server_name": "test.local",
         "password_hash_time_cost": 1,
         "password_hash_memory_kib": 64,
+        # No request deadline: on the autojump clock a request waiting on a worker
+        # thread (password hashing) would jump straight to it. tests/api/
+        # test_request_deadline.py sets one explicitly.
+        "request_timeout_ms": 0,
     }
     base.update(overrides)
     return Config(**base)

@@ -16,6 +16,7 @@ import httpx
 import pytest
 import trio
 
+from backends import StorageTimeouts
 from homeserver.config import Config, ConfigError, load_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +42,23 @@ def test_defaults() -> None:
     assert config.max_request_bytes == 1_048_576
     assert config.log_level == "info"
     assert config.default_room_version == "10"
+    assert config.storage_connect_timeout_ms == 5000
+    assert config.storage_timeout_ms == 5000
+    assert config.request_timeout_ms == 30_000
+    assert config.storage_timeouts == StorageTimeouts(connect_ms=5000, operation_ms=5000)
+
+
+def test_timeouts_from_file_and_environment(tmp_path: Path) -> None:
+    path = write_toml(
+        tmp_path,
+        "storage_connect_timeout_ms = 2000\nstorage_timeout_ms = 1500\nrequest_timeout_ms = 0\n",
+    )
+    config = load_config(path, env={"HOMESERVER_STORAGE_TIMEOUT_MS": "750"})
+    assert config.storage_connect_timeout_ms == 2000
+    assert config.storage_timeout_ms == 750
+    assert config.request_timeout_ms == 0  # no request deadline
+    # What open_storage gets.
+    assert config.storage_timeouts == StorageTimeouts(connect_ms=2000, operation_ms=750)
 
 
 def test_config_is_frozen() -> None:
@@ -190,6 +208,14 @@ BAD_VALUES: list[tuple[str, Any]] = [
     ("sync_timeout_cap_ms", -1),
     ("default_room_version", "9"),
     ("default_room_version", 10),
+    ("storage_connect_timeout_ms", 0),
+    ("storage_connect_timeout_ms", "soon"),
+    ("storage_timeout_ms", 0),
+    ("storage_timeout_ms", -5),
+    ("storage_timeout_ms", 1.5),
+    ("storage_timeout_ms", 600_001),
+    ("request_timeout_ms", -1),
+    ("request_timeout_ms", True),
 ]
 
 
@@ -239,6 +265,10 @@ def test_bad_file_value_names_the_key(tmp_path: Path, line: str, key: str) -> No
         ("max_request_bytes", 1024, 1024),
         ("keep_alive_timeout_s", "0.5", 0.5),
         ("log_level", "warning", "warning"),
+        ("storage_connect_timeout_ms", 1, 1),
+        ("storage_timeout_ms", "250", 250),
+        ("request_timeout_ms", 0, 0),
+        ("request_timeout_ms", 3_600_000, 3_600_000),
     ],
 )
 def test_good_values(key: str, value: Any, expected: Any) -> None:

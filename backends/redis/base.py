@@ -1,9 +1,19 @@
 """What every Redis store shares: the client, the key names, the scripts, and the edge
-where driver exceptions become `backends.errors` exceptions."""
+where driver exceptions become `backends.errors` exceptions.
+
+Deadlines. Every store method as a whole (retries included) has a deadline,
+`StorageTimeouts.operation_ms`; each reply also has coredis' own `stream_timeout`.
+Either way the caller gets BackendUnavailable, and every pooled connection is dropped:
+a connection that missed a reply may be across a partition that never heals (a silent
+peer breaks no TCP timer), and coredis would keep multiplexing new requests onto it.
+The next operation connects afresh, within the connect timeout. A command already sent
+may still run on the server after the caller heard 503 (as with any lost reply).
+"""
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -64,11 +74,19 @@ class Scripts:
 class RedisContext:
     """One open connection pool under one key prefix, shared by the stores."""
 
-    def __init__(self, client: coredis.Redis[str], keys: Keys) -> None:
+    def __init__(
+        self, client: coredis.Redis[str], keys: Keys, *, timeout_s: float = math.inf
+    ) -> None:
         self.client = client
         self.keys = keys
         self.scripts = Scripts(client)
         self.closed = False
+        self.timeout_s = timeout_s
+
+    def drop_connections(self) -> None:
+        """Invalidate every pooled connection (requests still waiting on them fail with
+        a ConnectionError); new ones are opened on demand."""
+        self.client.connection_pool.disconnect()
 
     async def run(self, script: Script[str], keys: Sequence[str], args: Sequence[str]) -> Any:
         """Run a script; its reply is untyped (the caller knows the script's shape)."""
@@ -96,33 +114,53 @@ _RETRY_DELAYS_S = (0.01, 0.05)
 def _edge(method: _Method[_S, _P, _R], *, retry: bool) -> _Wrapped[_S, _P, _R]:
     @functools.wraps(method)
     async def wrapper(self: _S, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        delays = iter(_RETRY_DELAYS_S if retry else ())
-        while True:
-            if self._ctx.closed:
-                raise StorageError("the Redis storage is closed")
+        ctx = self._ctx
+        with trio.move_on_after(ctx.timeout_s):
             try:
-                return await method(self, *args, **kwargs)
-            except StorageError:
+                return await _attempts(ctx, functools.partial(method, self, *args, **kwargs), retry)
+            except BackendUnavailable:
+                # coredis reports a connection attempt cancelled under it as a
+                # ConnectionError: a cancelled caller hears Cancelled instead (and one
+                # past the deadline, the deadline's error below).
+                await trio.lowlevel.checkpoint_if_cancelled()
                 raise
-            except coredis.exceptions.ConnectionError as exc:
-                delay = next(delays, None)
-                if delay is None:
-                    raise BackendUnavailable(f"Redis unavailable: {exc}") from exc
-            except (TimeoutError, OSError) as exc:
-                raise BackendUnavailable(f"Redis unavailable: {exc}") from exc
-            except coredis.exceptions.RedisError as exc:
-                raise StorageError(f"Redis error: {exc}") from exc
-            await trio.sleep(delay)
+        ctx.drop_connections()
+        # A caller cancelled meanwhile hears that rather than our error.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        raise BackendUnavailable(f"Redis did not answer within {ctx.timeout_s:g} s")
 
     return wrapper
+
+
+async def _attempts(ctx: RedisContext, call: Callable[[], Awaitable[_R]], retry: bool) -> _R:
+    delays = iter(_RETRY_DELAYS_S if retry else ())
+    while True:
+        if ctx.closed:
+            raise StorageError("the Redis storage is closed")
+        try:
+            return await call()
+        except StorageError:
+            raise
+        except coredis.exceptions.ConnectionError as exc:
+            delay = next(delays, None)
+            if delay is None:
+                raise BackendUnavailable(f"Redis unavailable: {exc}") from exc
+        except TimeoutError as exc:  # a reply later than coredis' stream_timeout
+            ctx.drop_connections()
+            raise BackendUnavailable(f"Redis unavailable: {exc}") from exc
+        except OSError as exc:
+            raise BackendUnavailable(f"Redis unavailable: {exc}") from exc
+        except coredis.exceptions.RedisError as exc:
+            raise StorageError(f"Redis error: {exc}") from exc
+        await trio.sleep(delay)
 
 
 def once(method: _Method[_S, _P, _R]) -> _Wrapped[_S, _P, _R]:
     """Run a store method so that only `backends.errors` exceptions leave it.
 
-    Unreachable server, lost connection, timeouts -> BackendUnavailable; any other
-    driver error (a script error, an unexpected reply) -> StorageError. Cancellation
-    (a BaseException) passes through untouched.
+    Unreachable server, lost connection, no answer by the deadline ->
+    BackendUnavailable; any other driver error (a script error, an unexpected reply)
+    -> StorageError. Cancellation (a BaseException) passes through untouched.
 
     Never retried: if the connection drops after a write was sent, the write may or
     may not have happened, and repeating it could report Conflict for our own write.

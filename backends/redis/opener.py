@@ -3,19 +3,27 @@
 URL: `redis://[user:password@]host[:port][/db][?prefix=NAME]` (or `rediss://` for TLS).
 Every key lives under `NAME:` (default `hs`), so several servers or test runs can
 share one database. Other query parameters go to coredis unchanged (e.g.
-`max_connections`, `connect_timeout`, `stream_timeout` in seconds).
+`max_connections`, or `connect_timeout` and `stream_timeout` in seconds, which win
+over the `StorageTimeouts` given to the opener).
 Needs Redis 7.0 or newer (read-only scripts run with EVALSHA_RO).
+
+Connections get TCP keepalives and (Linux) a TCP user timeout of the operation
+timeout, so a real partition breaks a connection with unacknowledged data; a peer that
+ACKs and stays silent is caught by the deadlines (see `backends.redis.base`).
 """
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import coredis
 import coredis.exceptions
+import trio
 from anyio import TASK_STATUS_IGNORED
 from anyio.abc import TaskStatus
 from coredis.connection import TCPConnection
@@ -34,12 +42,14 @@ from backends.redis.userdata import (
     RedisFilterStore,
     RedisTransactionStore,
 )
+from backends.timeouts import StorageTimeouts
 
 DEFAULT_PREFIX = "hs"
-# Without these coredis waits forever for a hung server (or the OS's TCP timeout).
-DEFAULT_CONNECT_TIMEOUT_S = 5.0
-DEFAULT_STREAM_TIMEOUT_S = 10.0
 _SCHEMES = ("redis", "rediss")
+# TCP keepalives: an idle pooled connection across a partition is found dead.
+_KEEPALIVE_IDLE_S = 30
+_KEEPALIVE_INTERVAL_S = 10
+_KEEPALIVE_COUNT = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +112,7 @@ async def _persistence_warnings(client: coredis.Redis[str], description: str) ->
     lose every acknowledged write. RDB snapshots alone lose the writes since the last."""
     try:
         settings = await client.config_get(["appendonly"])
-    except coredis.exceptions.RedisError:
+    except (coredis.exceptions.RedisError, TimeoutError):
         # CONFIG may be disabled (managed Redis); we cannot tell, so we do not warn.
         return ()
     if str(settings.get("appendonly", "")).lower() == "yes":
@@ -113,38 +123,70 @@ async def _persistence_warnings(client: coredis.Redis[str], description: str) ->
     )
 
 
+def _keepalive_options(timeouts: StorageTimeouts) -> dict[int, int]:
+    options = {
+        getattr(socket, "TCP_KEEPIDLE", None): _KEEPALIVE_IDLE_S,
+        getattr(socket, "TCP_KEEPINTVL", None): _KEEPALIVE_INTERVAL_S,
+        getattr(socket, "TCP_KEEPCNT", None): _KEEPALIVE_COUNT,
+        # Linux: unacknowledged data breaks the connection after this long.
+        getattr(socket, "TCP_USER_TIMEOUT", None): timeouts.operation_ms,
+    }
+    return {name: value for name, value in options.items() if name is not None}
+
+
 @asynccontextmanager
-async def open_redis(url: str) -> AsyncIterator[Storage]:
+async def open_redis(
+    url: str, *, timeouts: StorageTimeouts | None = None
+) -> AsyncIterator[Storage]:
     """Connect to Redis (checked with a PING) and yield the storage.
 
     The coredis client (its connection pool and the tasks reading its connections)
     lives exactly as long as this context. Raises ValueError for an unusable URL and
-    BackendUnavailable if the server does not answer.
+    BackendUnavailable if the server does not answer (within `timeouts`, default
+    `StorageTimeouts()`, which also bound every operation).
     """
     config = parse_redis_url(url)
+    limits = timeouts or StorageTimeouts()
     client: coredis.Redis[str] = coredis.Redis.from_url(
         config.client_url,
         decode_responses=True,
         decode_components=True,
         # Retrying is the stores' decision (only idempotent operations retry).
         retry_policy=NoRetryPolicy(),
-        # Query parameters of the URL win over these defaults.
-        connect_timeout=DEFAULT_CONNECT_TIMEOUT_S,
-        stream_timeout=DEFAULT_STREAM_TIMEOUT_S,
+        # Query parameters of the URL win over these.
+        connect_timeout=limits.connect_s,
+        stream_timeout=limits.operation_s,
+        pool_timeout=limits.operation_s,
     )
-    client.connection_pool.connection_class = _TCPConnection
+    pool = client.connection_pool
+    pool.connection_class = _TCPConnection
+    # Passed to _TCPConnection (coredis' TypedDict of connection parameters leaves
+    # out those only its TCP connections take).
+    connection_kwargs = cast(dict[str, Any], pool.connection_kwargs)
+    connection_kwargs["socket_keepalive"] = True
+    connection_kwargs["socket_keepalive_options"] = _keepalive_options(limits)
     try:
         async with client:
             try:
-                await client.ping()
-            except (coredis.exceptions.ConnectionError, TimeoutError, OSError) as exc:
+                # Connecting, the handshake's round trips and the PING, as one bound.
+                with trio.fail_after(limits.connect_s + limits.operation_s):
+                    await client.ping()
+            except (
+                coredis.exceptions.ConnectionError,
+                TimeoutError,
+                trio.TooSlowError,
+                OSError,
+            ) as exc:
                 raise BackendUnavailable(
-                    f"Redis unavailable at {config.description}: {exc}"
+                    f"Redis unavailable at {config.description}: "
+                    f"{exc or 'no answer within the timeouts'}"
                 ) from exc
             except coredis.exceptions.RedisError as exc:
                 raise StorageError(f"Redis error at {config.description}: {exc}") from exc
-            ctx = RedisContext(client, Keys(config.prefix))
-            warnings = await _persistence_warnings(client, config.description)
+            ctx = RedisContext(client, Keys(config.prefix), timeout_s=limits.operation_s)
+            warnings: tuple[str, ...] = ()
+            with trio.move_on_after(limits.operation_s):
+                warnings = await _persistence_warnings(client, config.description)
 
             async def close() -> None:
                 # The stores refuse work from now on; the connections themselves close

@@ -5,22 +5,56 @@ SQLAlchemy's async engine is asyncio-only, so the sync engine runs in threads:
 transaction through `trio.to_thread.run_sync`, limited to the pool size (the pool has no
 overflow, so a thread never waits for a connection). `Database.read_one` runs a read of
 one statement, on PostgreSQL without BEGIN/COMMIT: one round trip, for hot paths such as
-authentication. A cancelled caller does not abandon its thread: the transaction commits
-or rolls back as a whole, then the caller sees `trio.Cancelled`. Driver exceptions are
-mapped to `backends.errors` in the thread.
+authentication. Driver exceptions are mapped to `backends.errors` in the thread.
+
+Deadlines. A silent database (a network partition: packets dropped, no reset) would
+hold a thread, and the request waiting on it, for as long as it lasts: the kernel ACKs
+what a stalled peer's buffers still take, so no TCP-level option fires. So every
+operation has a deadline (`StorageTimeouts.operation_ms`, from the call on: waiting for
+a thread slot, connecting, every statement, the commit). When it passes:
+
+- the caller gets BackendUnavailable at once; its thread is abandoned and keeps its
+  CapacityLimiter token until it really ends, so threads never outnumber connections;
+- the thread is made to end: its PostgreSQL connection's socket is shut down (the
+  blocked driver call fails at once and the connection is discarded, never returned to
+  the pool), a SQLite statement is interrupted. A thread still connecting ends within
+  the connect timeout; one waiting on SQLite's busy lock within its busy timeout;
+- the transaction happened entirely or not at all, but we no longer know which: a
+  COMMIT already on its way may still commit after the caller heard 503. Clients retry,
+  and writes that must not happen twice carry a transaction id stored in the same
+  transaction, so the retry finds the first attempt's outcome.
+
+A cancelled caller (a client that went away) does not abandon its thread: the
+transaction commits or rolls back as a whole, then the caller sees `trio.Cancelled`,
+no later than the deadline (then the thread is made to end as above). An operation
+cancelled before its thread started never runs.
+
+Pooled connections that die (database restarted, connection killed) invalidate the
+pool; a transaction that had not reached COMMIT is retried once on a fresh connection.
+PostgreSQL connections also get TCP keepalives, a TCP user timeout (a real partition
+then breaks a connection that has unacknowledged data) and server-side limits
+(statement, lock and idle-in-transaction timeouts, so a session we gave up on does not
+hold locks). Schema migrations (`Database.migrate`) have no deadline and no limits.
 
 SQLite: pysqlite's own transaction handling is turned off; read transactions begin with
 `BEGIN`, write transactions with `BEGIN IMMEDIATE` (taking the write lock up front, so a
 read-then-write transaction can neither lose an update nor fail with "database is
-locked" half way), and writes are funnelled through a limiter of 1.
+locked" half way), and writes are funnelled through a limiter of 1. (A write abandoned
+at its deadline frees that limiter at once; the next write then waits on SQLite's own
+lock until the abandoned one has ended.)
 """
 
 from __future__ import annotations
 
+import functools
+import math
+import os
+import socket
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any, TypeVar
 
 import sqlalchemy.exc
@@ -30,15 +64,25 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from backends.errors import BackendUnavailable, Conflict, StorageError
+from backends.timeouts import StorageTimeouts
 
 T = TypeVar("T")
 
 DEFAULT_POOL_SIZE = {"sqlite": 4, "postgresql": 8}
-CONNECT_TIMEOUT_S = 10
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 _WAL_RETRY_S = 0.005
 # Execution option marking a connection whose transaction writes (SQLite only).
 _WRITE_OPTION = "homeserver_write"
+# TCP keepalives on PostgreSQL connections: an idle pooled connection across a
+# partition is found dead before it is handed out (with the TCP user timeout, Linux
+# drops it when a probe goes unanswered that long).
+_KEEPALIVE_IDLE_S = 30
+_KEEPALIVE_INTERVAL_S = 10
+_KEEPALIVE_COUNT = 3
+# Server-side limits on PostgreSQL sessions, set to the operation timeout.
+_SESSION_LIMITS = ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout")
+# How long closing the database waits for abandoned threads to end.
+_DISPOSE_WAIT_S = 5.0
 
 
 def parse_url(url: str) -> tuple[URL, int | None]:
@@ -75,20 +119,59 @@ def _is_sqlite_memory(url: URL) -> bool:
     return url.database in (None, "", ":memory:")
 
 
-def create_sync_engine(url: URL, pool_size: int) -> Engine:
-    """A Core engine with a fixed-size pool (no overflow), set up for its dialect."""
+def create_sync_engine(url: URL, pool_size: int, timeouts: StorageTimeouts | None = None) -> Engine:
+    """A Core engine with a fixed-size pool (no overflow), set up for its dialect.
+
+    With `timeouts`, PostgreSQL sessions get server-side limits of `operation_ms`;
+    without, none (migrations). Connecting is bounded either way.
+    """
     if url.get_backend_name() == "sqlite":
         return _create_sqlite_engine(url, pool_size)
-    return create_engine(
+    connect_timeouts = timeouts or StorageTimeouts()
+    # Parameters given in the URL's query win (SQLAlchemy lets connect_args win).
+    defaults: dict[str, Any] = {
+        # libpq counts whole seconds, at least 2.
+        "connect_timeout": max(2, math.ceil(connect_timeouts.connect_s)),
+        "keepalives": 1,
+        "keepalives_idle": _KEEPALIVE_IDLE_S,
+        "keepalives_interval": _KEEPALIVE_INTERVAL_S,
+        "keepalives_count": _KEEPALIVE_COUNT,
+        # Linux only (libpq ignores it elsewhere): unacknowledged data breaks the
+        # connection after this long. No effect on a peer that ACKs and stays silent.
+        "tcp_user_timeout": connect_timeouts.operation_ms,
+    }
+    engine = create_engine(
         url,
         pool_size=pool_size,
         max_overflow=0,
-        pool_timeout=CONNECT_TIMEOUT_S,
+        # Never reached in practice: a thread runs only with a limiter token, and the
+        # limiter is no larger than the pool.
+        pool_timeout=connect_timeouts.operation_s,
         # No pre-ping (a round trip per checkout, ~25% of read throughput): a dead
         # connection invalidates the whole pool on first use instead, and the
         # transaction is retried once (see Database._transaction).
-        connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
+        connect_args={k: v for k, v in defaults.items() if k not in url.query},
     )
+    if timeouts is not None:
+        limit = str(timeouts.operation_ms)
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+            # Session settings rather than startup `options` (which PgBouncer refuses).
+            # A session we gave up on mid-transaction (its client gone silent) holds
+            # its locks no longer than the idle-in-transaction timeout.
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute(
+                    "SELECT "
+                    + ", ".join(f"set_config('{name}', %s, false)" for name in _SESSION_LIMITS),
+                    [limit] * len(_SESSION_LIMITS),
+                )
+            finally:
+                cursor.close()
+            dbapi_connection.commit()
+
+    return engine
 
 
 def _create_sqlite_engine(url: URL, pool_size: int) -> Engine:
@@ -105,7 +188,7 @@ def _create_sqlite_engine(url: URL, pool_size: int) -> Engine:
             url,
             pool_size=pool_size,
             max_overflow=0,
-            pool_timeout=CONNECT_TIMEOUT_S,
+            pool_timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
             connect_args=connect_args,
         )
 
@@ -183,10 +266,105 @@ class _DeadConnection(Exception):
     """A statement found its pooled connection dead; the transaction never committed."""
 
 
-class Database:
-    """An engine plus the limiters that gate access to it from Trio."""
+class _Stopped(Exception):
+    """The operation was given up before its thread reached the database."""
 
-    def __init__(self, engine: Engine, pool_size: int) -> None:
+
+def _interrupt(dbapi_connection: Any) -> None:
+    """Make the driver call blocked on `dbapi_connection` (in another thread) fail now.
+
+    PostgreSQL: shut the socket down (on a duplicate of its descriptor, so the number
+    cannot be reused under the driver); the driver then reports a lost connection.
+    SQLite: `interrupt()`, which is meant to be called from another thread.
+    """
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        dbapi_connection.interrupt()
+        return
+    try:
+        fd = dbapi_connection.pgconn.socket
+    except Exception:  # closed already: nothing left to interrupt
+        return
+    with socket.socket(fileno=os.dup(fd)) as sock, suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Operation:
+    """One operation's worker thread as seen from Trio: whether it has started, the
+    DBAPI connection it uses, and a way to end it early. Both sides hold the lock only
+    for a moment, so a connection is never interrupted once back in the pool."""
+
+    def __init__(self, on_done: Callable[[_Operation], None]) -> None:
+        self._lock = threading.Lock()
+        self._started = False
+        self._stopped = False
+        self._connection: Any = None
+        self._token = trio.lowlevel.current_trio_token()
+        self._on_done = on_done
+        self.done = trio.Event()
+
+    # -- the Trio side
+
+    def stop_unless_started(self) -> bool:
+        """True if the thread had not started: it never will (nothing to wait for)."""
+        with self._lock:
+            if self._started:
+                return False
+            self._stopped = True
+        self._finished()
+        return True
+
+    def stop(self) -> None:
+        """Give the operation up: interrupt the connection it is using, if any, and
+        have its thread discard that connection (or not start at all)."""
+        with self._lock:
+            self._stopped = True
+            if self._connection is not None:
+                _interrupt(self._connection)
+
+    # -- the worker thread's side
+
+    def start(self) -> None:
+        with self._lock:
+            if self._stopped:
+                raise _Stopped
+            self._started = True
+
+    @property
+    def stopped(self) -> bool:
+        with self._lock:
+            return self._stopped
+
+    def attach(self, dbapi_connection: Any) -> None:
+        with self._lock:
+            if self._stopped:
+                raise _Stopped
+            self._connection = dbapi_connection
+
+    def detach(self) -> bool:
+        """Forget the connection (before it goes back to the pool); True if the
+        operation was given up meanwhile (the connection must then be discarded)."""
+        with self._lock:
+            self._connection = None
+            return self._stopped
+
+    def end(self) -> None:
+        with suppress(trio.RunFinishedError):
+            self._token.run_sync_soon(self._finished)
+
+    def _finished(self) -> None:  # in Trio
+        self.done.set()
+        self._on_done(self)
+
+
+class Database:
+    """An engine plus the limiters that gate access to it from Trio.
+
+    `timeouts=None`: no operation deadline (migrations, maintenance).
+    """
+
+    def __init__(
+        self, engine: Engine, pool_size: int, timeouts: StorageTimeouts | None = None
+    ) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
         is_sqlite = self.dialect == "sqlite"
@@ -195,6 +373,13 @@ class Database:
         self._limiter = trio.CapacityLimiter(pool_size)
         self._write_limiter = trio.CapacityLimiter(1) if is_sqlite else None
         self._autocommit = self.dialect == "postgresql"
+        self._timeout_s = math.inf if timeouts is None else timeouts.operation_s
+        # A dead connection interrupted by `_Operation.stop` would otherwise go back to
+        # the pool (SQLite's is fine after an interrupt, and an in-memory database has
+        # only the one).
+        self._discard_stopped = not is_sqlite
+        # Operations whose threads have not ended (abandoned ones included).
+        self._live: set[_Operation] = set()
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn(connection)` in a read transaction, in a worker thread."""
@@ -215,10 +400,15 @@ class Database:
         An integrity error becomes `Conflict(conflict)` when `conflict` is given (the
         transaction is rolled back, so nothing is written), else a StorageError.
         """
-        if self._write_limiter is None:
-            return await self._run(fn, write=True, conflict=conflict)
-        async with self._write_limiter:
-            return await self._run(fn, write=True, conflict=conflict)
+        return await self._run(fn, write=True, conflict=conflict)
+
+    async def migrate(self, fn: Callable[[Connection], T]) -> T:
+        """Run a schema migration `fn(connection)` in a write transaction: without the
+        operation deadline and, on PostgreSQL, without the server-side limits (DDL on a
+        big table may take long). Connecting is still bounded."""
+        return await self._run(
+            functools.partial(_unlimited, fn), write=True, conflict=None, timeout_s=math.inf
+        )
 
     async def _run(
         self,
@@ -227,68 +417,138 @@ class Database:
         write: bool,
         conflict: str | None,
         autocommit: bool = False,
+        timeout_s: float | None = None,
     ) -> T:
-        # abandon_on_cancel=False: the thread always finishes its transaction.
-        result = await trio.to_thread.run_sync(
-            self._transaction, fn, write, conflict, autocommit, limiter=self._limiter
-        )
-        # The work is done (committed or rolled back); a cancelled caller hears so now.
+        timeout = self._timeout_s if timeout_s is None else timeout_s
+        deadline = trio.current_time() + timeout
+        op = _Operation(self._live.discard)
+        self._live.add(op)
+        work = functools.partial(self._transaction, op, fn, write, conflict, autocommit)
+        with trio.CancelScope(deadline=deadline) as timer:
+            try:
+                if write and self._write_limiter is not None:
+                    async with self._write_limiter:
+                        return await self._in_thread(work)
+                return await self._in_thread(work)
+            except trio.Cancelled:
+                if op.stop_unless_started() or timer.cancel_called:
+                    raise
+            # Cancelled from outside while the transaction runs: it commits or rolls
+            # back as a whole before the caller hears of it, waiting no longer than the
+            # deadline (past it, the thread is made to end as below).
+            with trio.CancelScope(shield=True, deadline=deadline):
+                await op.done.wait()
+            if not op.done.is_set():
+                op.stop()
+        if timer.cancelled_caught:
+            # At the deadline, the thread may still be waiting on the database.
+            op.stop()
+            # A caller cancelled meanwhile hears that rather than our error.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            raise BackendUnavailable(f"database did not answer within {timeout:g} s")
         await trio.lowlevel.checkpoint_if_cancelled()
-        return result
+        raise AssertionError("unreachable: the caller was cancelled")  # pragma: no cover
+
+    async def _in_thread(self, work: Callable[[], T]) -> T:
+        # abandon_on_cancel: the caller stops waiting at once (see `_run`); the thread
+        # keeps its limiter token until it ends.
+        return await trio.to_thread.run_sync(work, limiter=self._limiter, abandon_on_cancel=True)
 
     def _transaction(
-        self, fn: Callable[[Connection], T], write: bool, conflict: str | None, autocommit: bool
+        self,
+        op: _Operation,
+        fn: Callable[[Connection], T],
+        write: bool,
+        conflict: str | None,
+        autocommit: bool,
     ) -> T:
         try:
+            op.start()
             try:
-                return self._attempt(fn, write, autocommit)
+                return self._attempt(op, fn, write, autocommit)
             except _DeadConnection:
+                if op.stopped:
+                    raise
                 # The pooled connection had died (database restarted, connection killed)
                 # before the transaction could commit, so nothing was written, and
                 # SQLAlchemy has invalidated the pool: once more on a fresh connection.
-                return self._attempt(fn, write, autocommit)
+                return self._attempt(op, fn, write, autocommit)
         except StorageError:
             raise
+        except _Stopped:
+            raise BackendUnavailable("database operation given up") from None
         except _DeadConnection as dead:
             cause = dead.__cause__ if dead.__cause__ is not None else dead
             raise map_error(cause, conflict) from cause
         except Exception as exc:
             raise map_error(exc, conflict) from exc
+        finally:
+            op.end()
 
-    def _attempt(self, fn: Callable[[Connection], T], write: bool, autocommit: bool) -> T:
+    def _attempt(
+        self, op: _Operation, fn: Callable[[Connection], T], write: bool, autocommit: bool
+    ) -> T:
         with self.engine.connect() as conn:
-            if write:
-                conn.execution_options(**{_WRITE_OPTION: True})
-            elif autocommit:
-                # Reset to the default level when the connection returns to the pool.
-                conn.execution_options(isolation_level="AUTOCOMMIT")
-            with conn.begin():
-                try:
-                    return fn(conn)
-                except sqlalchemy.exc.DBAPIError as exc:
-                    # Only failures before COMMIT: after it, a write may have happened.
-                    if exc.connection_invalidated:
-                        raise _DeadConnection from exc
-                    raise
+            op.attach(conn.connection.dbapi_connection)
+            try:
+                if write:
+                    conn.execution_options(**{_WRITE_OPTION: True})
+                elif autocommit:
+                    # Reset to the default level when the connection returns to the pool.
+                    conn.execution_options(isolation_level="AUTOCOMMIT")
+                with conn.begin():
+                    try:
+                        return fn(conn)
+                    except sqlalchemy.exc.DBAPIError as exc:
+                        # Only failures before COMMIT: after it, a write may have happened.
+                        if exc.connection_invalidated:
+                            raise _DeadConnection from exc
+                        raise
+            finally:
+                if op.detach() and self._discard_stopped and not conn.invalidated:
+                    # Its socket was shut down: never back to the pool.
+                    conn.invalidate()
 
     async def dispose(self) -> None:
-        """Close every pooled connection; finishes even if the caller is cancelled."""
+        """Close every pooled connection; finishes even if the caller is cancelled.
+
+        Threads of operations given up at their deadline are made to end first (and
+        waited for, briefly), so no connection outlives the engine."""
         with trio.CancelScope(shield=True):
+            with trio.move_on_after(_DISPOSE_WAIT_S):
+                while self._live:
+                    op = next(iter(self._live))
+                    if not op.stop_unless_started():
+                        op.stop()
+                        await op.done.wait()
             await trio.to_thread.run_sync(self.engine.dispose)
 
 
+def _unlimited(fn: Callable[[Connection], T], conn: Connection) -> T:
+    if conn.dialect.name == "postgresql":
+        # SET LOCAL: for this transaction only (the connection returns to the pool).
+        for name in _SESSION_LIMITS:
+            conn.exec_driver_sql(f"SET LOCAL {name} = 0")
+    return fn(conn)
+
+
 @asynccontextmanager
-async def open_database(url: str, pool_size: int | None = None) -> AsyncIterator[Database]:
+async def open_database(
+    url: str, pool_size: int | None = None, timeouts: StorageTimeouts | None = None
+) -> AsyncIterator[Database]:
     """A `Database` for a storage URL (pool size: argument, else URL option, else default);
     its engine is disposed on exit. Opening does no I/O: connection errors surface on use.
+
+    `timeouts=None`: no operation deadline and no server-side limits (for migrations);
+    connecting is bounded by the default connect timeout.
     """
     sa_url, url_pool_size = parse_url(url)
     size = pool_size or url_pool_size or DEFAULT_POOL_SIZE[sa_url.get_backend_name()]
     try:
-        engine = create_sync_engine(sa_url, size)
+        engine = create_sync_engine(sa_url, size, timeouts)
     except Exception as exc:
         raise map_error(exc) from exc
-    db = Database(engine, size)
+    db = Database(engine, size, timeouts)
     try:
         yield db
     finally:

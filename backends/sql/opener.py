@@ -18,22 +18,29 @@ from backends.sql.sessions import SqlSessionStore
 from backends.sql.typing_state import SqlTypingStore
 from backends.sql.user_data import SqlAccountDataStore, SqlFilterStore, SqlTransactionStore
 from backends.sql.users import SqlDeviceStore, SqlUserStore
+from backends.timeouts import StorageTimeouts
 
 
 @asynccontextmanager
 async def open_sql(
-    url: str, *, migrate: bool = True, pool_size: int | None = None
+    url: str,
+    *,
+    migrate: bool = True,
+    pool_size: int | None = None,
+    timeouts: StorageTimeouts | None = None,
 ) -> AsyncIterator[Storage]:
     """Open `sqlite:///PATH` or `postgresql://...` (query option `pool_size=N`).
 
-    With `migrate` (the default) the schema is brought to the head revision first;
-    without it, a database that is not at head is refused. A database migrated by a
-    newer server is always refused. Raises BackendUnavailable if the database cannot be
-    reached. The engine is disposed on exit.
+    With `migrate` (the default) the schema is brought to the head revision first
+    (without the operation deadline); without it, a database that is not at head is
+    refused. A database migrated by a newer server is always refused. Raises
+    BackendUnavailable if the database cannot be reached, or does not answer within
+    `timeouts` (default `StorageTimeouts()`), which also bound every operation. The
+    engine is disposed on exit.
     """
-    async with open_database(url, pool_size) as db:
+    async with open_database(url, pool_size, timeouts or StorageTimeouts()) as db:
         if migrate:
-            await db.write(upgrade_to_head)
+            await db.migrate(upgrade_to_head)
         else:
             await db.read(require_head)
 
