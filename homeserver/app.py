@@ -130,7 +130,8 @@ async def _refuse_nul() -> None:
 
 
 def create_app(engine: Engine) -> HomeserverApp:
-    app = HomeserverApp(__name__)
+    # No static files: Quart would otherwise serve a /static/<path> route from the package.
+    app = HomeserverApp(__name__, static_folder=None)
     app.engine = engine
     app.config["MAX_CONTENT_LENGTH"] = engine.config.max_request_bytes
     # Routing must not answer with redirects (clients do not follow them on PUT/POST).

@@ -7,7 +7,8 @@
    finish the response and close or recycle the connection.
 2. Adds CORS headers to every response and answers preflight `OPTIONS` requests
    without entering the app.
-3. Refuses WebSocket upgrades without entering the app: the server speaks none, and
+3. Refuses a Host header Werkzeug's routing would fail on (400 `M_UNRECOGNIZED`).
+4. Refuses WebSocket upgrades without entering the app: the server speaks none, and
    Quart's WebSocket path on Hypercorn is where a client could once end the process.
    The refusal is a 400 `M_UNRECOGNIZED` when the server lets us send a body, else a
    bare close; the connection is not reused either way.
@@ -31,6 +32,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 log = logging.getLogger("homeserver.http")
 
 FINAL_SEND_DEADLINE_S = 10.0
+BAD_HOST = json.dumps({"errcode": "M_UNRECOGNIZED", "error": "Invalid Host header"}).encode()
 WEBSOCKET_REFUSAL = json.dumps(
     {"errcode": "M_UNRECOGNIZED", "error": "WebSocket upgrades are not supported"}
 ).encode()
@@ -56,18 +58,11 @@ class HomeserverASGI:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if not _host_ok(scope):
+            await _respond(send, 400, BAD_HOST)
+            return
         if scope["method"] == "OPTIONS":
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [(b"content-type", b"application/json"), *CORS_HEADERS],
-                }
-            )
-            with trio.CancelScope(
-                shield=True, deadline=trio.current_time() + FINAL_SEND_DEADLINE_S
-            ):
-                await send({"type": "http.response.body", "body": b"{}"})
+            await _respond(send, 200, b"{}")
             return
 
         async def guarded_send(message: Message) -> None:
@@ -82,6 +77,35 @@ class HomeserverASGI:
             await send(message)
 
         await self.app(scope, receive, guarded_send)
+
+
+def _host_ok(scope: Scope) -> bool:
+    """Whether the Host header is one Werkzeug's routing can bind to: it IDNA-encodes
+    the name, and a failure there happens before any error handler (an empty 500)."""
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"host":
+            host = value.decode("latin-1").lower().partition(":")[0]
+            try:
+                host.encode("idna")
+            except UnicodeError:
+                return False
+    return True
+
+
+async def _respond(send: Send, status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *CORS_HEADERS,
+            ],
+        }
+    )
+    with trio.CancelScope(shield=True, deadline=trio.current_time() + FINAL_SEND_DEADLINE_S):
+        await send({"type": "http.response.body", "body": body})
 
 
 async def _refuse_websocket(scope: Scope, send: Send) -> None:

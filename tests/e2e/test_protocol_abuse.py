@@ -151,6 +151,20 @@ async def test_h2c_upgrade_is_served_and_harms_no_one(server: ServerProcess) -> 
         pytest.param(
             b"GET /_matrix/client/versions HTTP/1.1\r\n\r\n", 400, "M_UNRECOGNIZED", id="no-host"
         ),
+        # Werkzeug's routing IDNA-encodes the host and failed before any error handler.
+        pytest.param(
+            b"GET /_matrix/client/versions HTTP/1.1\r\nHost: a..b\r\n\r\n",
+            400,
+            "M_UNRECOGNIZED",
+            id="bad-host",
+        ),
+        # Quart served a /static/<path> route from the package until static_folder=None.
+        pytest.param(
+            b"GET /static/../../etc/passwd HTTP/1.1\r\nHost: t\r\n\r\n",
+            404,
+            "M_UNRECOGNIZED",
+            id="no-static-files",
+        ),
         pytest.param(
             b"GET /_matrix/client/versions HTTP/1.1\r\nHost: t\r\nX-Big: "
             + b"a" * (200 * 1024)
