@@ -5,13 +5,16 @@ whole server, and a connection task catches only `OSError`: any other exception 
 escapes one client's connection (an `h11.LocalProtocolError` after a WebSocket upgrade
 followed by a second request, for one) ends every connection and the process. This
 module is the same worker (`hypercorn.trio.run.worker_serve`, pinned in pyproject.toml)
-with two changes:
+with these changes:
 
 - each connection's task catches every `Exception` it raises, logs one line and closes
   that connection only; cancellation still propagates;
 - the bare error responses Hypercorn's HTTP/1.1 protocol sends for requests it cannot
   parse (raw non-ASCII bytes in the target, no `Host` header, headers over the limit)
-  carry a Matrix JSON body (`errcode`, `error`) instead of an empty one.
+  carry a Matrix JSON body (`errcode`, `error`) instead of an empty one;
+- bytes after a request with `Connection: close` are ignored, as RFC 9112 asks, instead
+  of answering them with a 400 that went out in place of the request's own answer;
+- closing a connection waits for a send in progress (Hypercorn's own EOF raced it).
 
 Only what `homeserver.server` uses is supported: plain-TCP binds, no TLS, no QUIC.
 """
@@ -54,7 +57,31 @@ def protocol_error_body(status: int) -> bytes:
     return json.dumps({"errcode": errcode, "error": message}).encode()
 
 
+class _H11Connection(h11.Connection):
+    """h11's server connection, ignoring what a client sends after a request with
+    `Connection: close` (RFC 9112 section 9.6). h11 raises on such bytes, and Hypercorn's
+    400 for that went out before, and instead of, the answer to the request itself."""
+
+    def receive_data(self, data: bytes) -> None:
+        if data and self.their_state is h11.MUST_CLOSE:
+            return
+        super().receive_data(data)
+
+    def next_event(self) -> Any:
+        if self.their_state is h11.MUST_CLOSE and self.trailing_data[0]:
+            # Bytes that arrived with the request itself (pipelined behind it).
+            self._receive_buffer = type(self._receive_buffer)()
+            return h11.NEED_DATA
+        return super().next_event()
+
+
 class _MatrixErrorsH11Protocol(H11Protocol):
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.connection = _H11Connection(
+            h11.SERVER, max_incomplete_event_size=self.config.h11_max_incomplete_size
+        )
+
     async def _send_error_response(self, status_code: int) -> None:
         body = protocol_error_body(status_code)
         headers = [
@@ -89,6 +116,15 @@ class _ContainedTCPServer(TCPServer):
         finally:
             with trio.CancelScope(shield=True):
                 await self.stream.aclose()
+
+    async def _close(self) -> None:
+        # Hypercorn sends EOF outside the lock that serialises sends: a concurrent send
+        # then failed with BusyResourceError (a client closing its side mid-request).
+        if self.send_lock.statistics().owner is trio.lowlevel.current_task():
+            await super()._close()
+        else:
+            async with self.send_lock:
+                await super()._close()
 
     async def _serve(self) -> None:
         # TCPServer.run for a plain TCP stream, with our HTTP/1.1 protocol.

@@ -60,17 +60,19 @@ async def serve(
             log.warning("%s", warning)
         engine = Engine(config, storage)
         app = HomeserverASGI(cast(ASGIApp, create_app(engine)))
+        http_config = hypercorn_config(config)
         async with trio.open_nursery() as nursery:
 
             async def until_shutdown() -> None:
                 await (shutdown_trigger or _until_signal)()
                 # Told while connections are still open, before Hypercorn drains them.
                 await engine.policy.server_state("draining")
+                app.drain(http_config.graceful_timeout)
 
             async def serve_http(*, task_status: trio.TaskStatus[list[str]]) -> None:
                 await serve_connections(
                     app,
-                    hypercorn_config(config),
+                    http_config,
                     shutdown_trigger=until_shutdown,
                     task_status=task_status,
                 )
