@@ -97,5 +97,5 @@ async def put_profile_field(user_id: str, field: str) -> Response:
     value = body.get(field)
     if value is not None and (not isinstance(value, str) or len(value) > MAX_PROFILE_VALUE):
         raise BadJson(f"'{field}' must be a string of at most {MAX_PROFILE_VALUE} characters")
-    await engine().rooms.set_profile(who, field, value or None)
+    await engine().rooms.membership.set_profile(who, field, value or None)
     return json_response({})

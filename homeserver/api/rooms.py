@@ -79,7 +79,7 @@ async def create_room() -> Response:
     """POST /_matrix/client/v3/createRoom"""
     who = await requester()
     req = _create_request(await json_body(allow_empty=True))
-    room_id = await engine().rooms.create_room(who, req)
+    room_id = await engine().rooms.creation.create_room(who, req)
     return json_response({"room_id": room_id})
 
 
@@ -87,7 +87,7 @@ async def create_room() -> Response:
 async def joined_rooms() -> Response:
     """GET /_matrix/client/v3/joined_rooms"""
     who = await requester()
-    return json_response({"joined_rooms": await engine().rooms.joined_rooms(who.user_id)})
+    return json_response({"joined_rooms": await engine().rooms.core.joined_rooms(who.user_id)})
 
 
 @bp.route("/rooms/<room_id>/join", methods=["POST"])
@@ -98,7 +98,7 @@ async def join(room_id: str) -> Response:
     if room_id.startswith("#"):
         raise NotFoundError("Room aliases are not supported by this server")
     body = await json_body(allow_empty=True)
-    await engine().rooms.join(who, _room(room_id), _reason(body))
+    await engine().rooms.membership.join(who, _room(room_id), _reason(body))
     return json_response({"room_id": room_id})
 
 
@@ -108,7 +108,7 @@ async def invite(room_id: str) -> Response:
     who = await requester()
     body = await json_body()
     user_id = req_str(body, "user_id", max_len=255)
-    await engine().rooms.invite(who, _room(room_id), user_id, reason=_reason(body))
+    await engine().rooms.invites.invite(who, _room(room_id), user_id, reason=_reason(body))
     return json_response({})
 
 
@@ -117,7 +117,7 @@ async def leave(room_id: str) -> Response:
     """POST /_matrix/client/v3/rooms/{roomId}/leave"""
     who = await requester()
     body = await json_body(allow_empty=True)
-    await engine().rooms.leave(who, _room(room_id), _reason(body))
+    await engine().rooms.membership.leave(who, _room(room_id), _reason(body))
     return json_response({})
 
 
@@ -127,8 +127,8 @@ async def moderate(room_id: str, action: str) -> Response:
     who = await requester()
     body = await json_body()
     target = req_str(body, "user_id", max_len=255)
-    rooms = engine().rooms
-    handler = {"kick": rooms.kick, "ban": rooms.ban, "unban": rooms.unban}[action]
+    membership = engine().rooms.membership
+    handler = {"kick": membership.kick, "ban": membership.ban, "unban": membership.unban}[action]
     await handler(who, _room(room_id), target, _reason(body))
     return json_response({})
 
@@ -137,7 +137,7 @@ async def moderate(room_id: str, action: str) -> Response:
 async def forget(room_id: str) -> Response:
     """POST /_matrix/client/v3/rooms/{roomId}/forget"""
     who = await requester()
-    await engine().rooms.forget(who, _room(room_id))
+    await engine().rooms.membership.forget(who, _room(room_id))
     return json_response({})
 
 
@@ -146,7 +146,7 @@ async def send(room_id: str, event_type: str, txn_id: str) -> Response:
     """PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}"""
     who = await requester()
     content = await json_body()
-    event_id = await engine().rooms.send_event(
+    event_id = await engine().rooms.messages.send_event(
         who, _room(room_id), event_type, content, txn_id=txn_id
     )
     return json_response({"event_id": event_id})
@@ -159,7 +159,7 @@ async def put_state(room_id: str, event_type: str, state_key: str) -> Response:
     """PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}"""
     who = await requester()
     content = await json_body()
-    event_id = await engine().rooms.send_event(
+    event_id = await engine().rooms.messages.send_event(
         who, _room(room_id), event_type, content, state_key=state_key
     )
     return json_response({"event_id": event_id})
@@ -172,9 +172,9 @@ async def get_state_event(room_id: str, event_type: str, state_key: str) -> Resp
     """GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}"""
     who = await requester()
     rooms = engine().rooms
-    event = await rooms.get_state_event(who, _room(room_id), event_type, state_key)
+    event = await rooms.history.get_state_event(who, _room(room_id), event_type, state_key)
     if arg("format") == "event":
-        return json_response(rooms.format(event, who))
+        return json_response(rooms.core.format(event, who))
     return json_response(event.content)
 
 
@@ -183,7 +183,8 @@ async def get_state(room_id: str) -> Response:
     """GET /_matrix/client/v3/rooms/{roomId}/state"""
     who = await requester()
     rooms = engine().rooms
-    return json_response([rooms.format(e, who) for e in await rooms.get_state(who, _room(room_id))])
+    state = await rooms.history.get_state(who, _room(room_id))
+    return json_response([rooms.core.format(e, who) for e in state])
 
 
 @bp.route("/rooms/<room_id>/members", methods=["GET"])
@@ -195,17 +196,18 @@ async def members(room_id: str) -> Response:
         if value is not None and value not in Membership.ALL:
             raise InvalidParam(f"Unknown membership {value!r}")
     rooms = engine().rooms
-    events = await rooms.members(
+    events = await rooms.history.members(
         who, _room(room_id), membership=membership, not_membership=not_membership
     )
-    return json_response({"chunk": [rooms.format(e, who) for e in events]})
+    return json_response({"chunk": [rooms.core.format(e, who) for e in events]})
 
 
 @bp.route("/rooms/<room_id>/joined_members", methods=["GET"])
 async def joined_members(room_id: str) -> Response:
     """GET /_matrix/client/v3/rooms/{roomId}/joined_members"""
     who = await requester()
-    return json_response({"joined": await engine().rooms.joined_members(who, _room(room_id))})
+    joined = await engine().rooms.history.joined_members(who, _room(room_id))
+    return json_response({"joined": joined})
 
 
 @bp.route("/rooms/<room_id>/messages", methods=["GET"])
@@ -216,7 +218,8 @@ async def messages(room_id: str) -> Response:
     if direction not in ("b", "f"):
         raise InvalidParam("'dir' must be 'b' or 'f'")
     from_token, to_token = arg("from"), arg("to")
-    page = await engine().rooms.messages(
+    rooms = engine().rooms
+    page = await rooms.history.messages(
         who,
         _room(room_id),
         from_pos=parse_stream_token(from_token) if from_token else None,
@@ -224,9 +227,8 @@ async def messages(room_id: str) -> Response:
         backwards=direction == "b",
         limit=query_int("limit", 10, lo=1, hi=1000),
     )
-    rooms = engine().rooms
     body: JsonDict = {
-        "chunk": [rooms.format(e, who) for e in page.chunk],
+        "chunk": [rooms.core.format(e, who) for e in page.chunk],
         "start": stream_token(page.start),
     }
     if page.end is not None:
@@ -239,4 +241,5 @@ async def get_event(room_id: str, event_id: str) -> Response:
     """GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}"""
     who = await requester()
     rooms = engine().rooms
-    return json_response(rooms.format(await rooms.get_event(who, _room(room_id), event_id), who))
+    event = await rooms.history.get_event(who, _room(room_id), event_id)
+    return json_response(rooms.core.format(event, who))

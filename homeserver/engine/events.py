@@ -9,9 +9,13 @@ from typing import Any
 from homeserver.types import Event, JsonDict
 
 MAX_EVENT_BYTES = 65536
+# Unsigned keys of a stored invite: the stripped state shared with the invitee, and
+# whether a spam policy hid the invite's reason from them (engine/rooms/invites.py).
+INVITE_ROOM_STATE = "invite_room_state"
+INVITE_REASON_HIDDEN = "invite_reason_hidden"
 # Unsigned data the server keeps with an event but shows only where it belongs: the
 # state shared with an invitee goes to that invitee's invite_state, not to timelines.
-SERVER_ONLY_UNSIGNED = frozenset({"invite_room_state", "invite_reason_hidden"})
+SERVER_ONLY_UNSIGNED = frozenset({INVITE_ROOM_STATE, INVITE_REASON_HIDDEN})
 
 
 def new_event_id() -> str:

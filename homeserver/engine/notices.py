@@ -90,7 +90,7 @@ class ServerNotices:
         """Post one notice to the user's server-notices room; returns its event id."""
         async with self._locks.hold(user_id):
             room_id = await self._room_for(user_id)
-        return await self._rooms.send_event(
+        return await self._rooms.messages.send_event(
             self._requester,
             room_id,
             "m.room.message",
@@ -109,7 +109,7 @@ class ServerNotices:
             ):
                 return room_id
         await self._ensure_notices_user()
-        room_id = await self._rooms.create_room(
+        room_id = await self._rooms.creation.create_room(
             self._requester,
             CreateRoomRequest(
                 preset="private_chat",

@@ -11,11 +11,11 @@ import trio
 
 from backends import Storage
 from homeserver.clock import Clock
-from homeserver.engine.events import client_event, stripped_state
+from homeserver.engine.events import client_event
 from homeserver.engine.filters import SyncFilter
 from homeserver.engine.notifier import Notifier
 from homeserver.engine.presence import PresenceService
-from homeserver.engine.rooms import ended_a_join
+from homeserver.engine.rooms import ended_a_join, invite_state_events
 from homeserver.engine.server_events import ServerEvents, server_event_json
 from homeserver.errors import InvalidParam
 from homeserver.types import (
@@ -339,17 +339,7 @@ class Sync:
 
     async def _invited_room(self, membership: MembershipRecord) -> JsonDict:
         event = await self._storage.rooms.get_event(membership.event_id)
-        events: list[JsonDict] = []
-        if event is not None:
-            shared = event.unsigned.get("invite_room_state")
-            if isinstance(shared, list):
-                events.extend(s for s in shared if isinstance(s, dict))
-            invite = stripped_state(event)
-            if event.unsigned.get("invite_reason_hidden"):
-                # A spam policy redacted the reason for the invitee.
-                invite["content"] = {k: v for k, v in invite["content"].items() if k != "reason"}
-            events.append(invite)
-        return {"invite_state": {"events": events}}
+        return {"invite_state": {"events": invite_state_events(event)}}
 
     async def _left_room(
         self,

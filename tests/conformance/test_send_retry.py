@@ -90,10 +90,12 @@ async def test_a_send_failing_at_any_storage_call_is_stored_once_when_retried(
     engine = Engine(make_config(), faulty(storage, faults), TrioClock())
     await storage.users.create_user(UserRecord(ALICE, None, 0))
     alice = Requester(ALICE, "DEV", "token")
-    room_id = await engine.rooms.create_room(alice, CreateRoomRequest(preset="private_chat"))
+    room_id = await engine.rooms.creation.create_room(
+        alice, CreateRoomRequest(preset="private_chat")
+    )
 
     async def send(txn_id: str) -> str:
-        return await engine.rooms.send_event(
+        return await engine.rooms.messages.send_event(
             alice, room_id, "m.room.message", CONTENT, txn_id=txn_id
         )
 
@@ -146,9 +148,15 @@ async def test_a_transaction_recorded_after_the_check_is_answered_with_its_id(
     )
     await storage.users.create_user(UserRecord(ALICE, None, 0))
     alice = Requester(ALICE, "DEV", "token")
-    room_id = await engine.rooms.create_room(alice, CreateRoomRequest(preset="private_chat"))
-    first = await engine.rooms.send_event(alice, room_id, "m.room.message", CONTENT, txn_id="t")
+    room_id = await engine.rooms.creation.create_room(
+        alice, CreateRoomRequest(preset="private_chat")
+    )
+    first = await engine.rooms.messages.send_event(
+        alice, room_id, "m.room.message", CONTENT, txn_id="t"
+    )
     pos = await storage.rooms.current_stream_pos()
-    again = await engine.rooms.send_event(alice, room_id, "m.room.message", CONTENT, txn_id="t")
+    again = await engine.rooms.messages.send_event(
+        alice, room_id, "m.room.message", CONTENT, txn_id="t"
+    )
     assert again == first
     assert await storage.rooms.current_stream_pos() == pos

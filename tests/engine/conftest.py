@@ -99,9 +99,11 @@ def bare(client: Client) -> Requester:
 
 async def create_room(engine: Engine, creator: Client, *members: Client) -> str:
     """A public room the members have joined (engine calls: no session involved)."""
-    room_id = await engine.rooms.create_room(bare(creator), CreateRoomRequest(preset="public_chat"))
+    room_id = await engine.rooms.creation.create_room(
+        bare(creator), CreateRoomRequest(preset="public_chat")
+    )
     for member in members:
-        await engine.rooms.join(bare(member), room_id)
+        await engine.rooms.membership.join(bare(member), room_id)
     return room_id
 
 

@@ -237,7 +237,7 @@ async def test_typing_for_another_user_or_outside_the_room_is_forbidden(
         assert (info.value.status, info.value.errcode) == (403, "M_FORBIDDEN")
         with pytest.raises(Forbidden):
             await set_typing(h, carol, room_id, typing)
-    await h.engine.rooms.leave(h.bare(bob), room_id)
+    await h.engine.rooms.membership.leave(h.bare(bob), room_id)
     with pytest.raises(Forbidden):
         await set_typing(h, bob, room_id, True)
     with pytest.raises(Forbidden):
