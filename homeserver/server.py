@@ -66,7 +66,7 @@ async def serve(
             async def until_shutdown() -> None:
                 await (shutdown_trigger or _until_signal)()
                 # Told while connections are still open, before Hypercorn drains them.
-                await engine.policy.server_state("draining")
+                await engine.event_sources.server_state("draining")
                 app.drain(http_config.graceful_timeout)
 
             async def serve_http(*, task_status: trio.TaskStatus[list[str]]) -> None:
@@ -80,9 +80,9 @@ async def serve(
                 nursery.cancel_scope.cancel()
 
             await nursery.start(engine.run)
-            await engine.policy.server_state("starting")
+            await engine.event_sources.server_state("starting")
             binds: list[str] = await nursery.start(serve_http)
-            await engine.policy.server_state("running")
+            await engine.event_sources.server_state("running")
             log.info(
                 "homeserver listening on %s (server_name=%s, storage=%s)",
                 ", ".join(binds),

@@ -1,4 +1,11 @@
-"""The engine: everything the HTTP layer delegates to. No HTTP in here."""
+"""The engine: everything the HTTP layer delegates to. No HTTP in here.
+
+Every service is built once, complete, in dependency order: nothing is assigned to a
+service after it is constructed. The plugins come last (their façades may reach the
+gatekeeper, the event sources, rooms' membership query and server events); the
+gatekeeper and event sources they register with exist from the start, so the services
+that ask or announce hold them from their own construction.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +16,12 @@ from homeserver.clock import Clock, SystemClock
 from homeserver.config import Config
 from homeserver.engine.account_data import AccountData
 from homeserver.engine.accounts import Accounts
+from homeserver.engine.event_sources import EventSources
 from homeserver.engine.filters import Filters
+from homeserver.engine.gatekeeper import Gatekeeper
 from homeserver.engine.notices import ServerNotices
 from homeserver.engine.notifier import Notifier
-from homeserver.engine.policy import PolicyHost
+from homeserver.engine.plugin_host import PluginHost, PluginServices
 from homeserver.engine.presence import PresenceService
 from homeserver.engine.rooms import Rooms
 from homeserver.engine.server_events import ServerEvents
@@ -31,14 +40,16 @@ class Engine:
         self.storage = storage
         self.clock = clock or SystemClock()
         self.notifier = Notifier()
-        self.policy = PolicyHost(storage, self.clock, config.server_name, config.plugin_timeout_ms)
+        self.gatekeeper = Gatekeeper(config.plugin_timeout_ms)
+        self.event_sources = EventSources(config.plugin_timeout_ms)
         self.accounts = Accounts(
             storage,
             self.clock,
             config.server_name,
             hash_time_cost=config.password_hash_time_cost,
             hash_memory_kib=config.password_hash_memory_kib,
-            signal=self.policy.signal,
+            signal=self.event_sources.signal,
+            reserved_localparts=frozenset({config.server_notices_localpart}),
         )
         self.rooms = Rooms(
             storage,
@@ -48,7 +59,8 @@ class Engine:
             server_name=config.server_name,
             default_room_version=config.default_room_version,
             invite_state_types=config.invite_state_types,
-            policy=self.policy,
+            gatekeeper=self.gatekeeper,
+            signal=self.event_sources.signal,
         )
         self.account_data = AccountData(storage, self.notifier)
         self.filters = Filters(storage)
@@ -68,7 +80,7 @@ class Engine:
                 timeout_ms=config.session_timeout_ms,
                 touch_coalesce_ms=config.session_touch_coalesce_ms,
             ),
-            signal=self.policy.signal,
+            signal=self.event_sources.signal,
         )
         self.notices = ServerNotices(
             storage,
@@ -79,7 +91,6 @@ class Engine:
             localpart=config.server_notices_localpart,
             enabled=config.server_notices,
         )
-        self.accounts.reserved_localparts = frozenset({config.server_notices_localpart})
         self.server_events = ServerEvents(
             storage,
             self.clock,
@@ -88,16 +99,26 @@ class Engine:
             notices=self.notices,
         )
         self.sync = Sync(storage, self.clock, self.notifier, self.presence, self.server_events)
-        # Plugins last: they may use any of the above through their façade.
-        self.policy.server_events = self.server_events
-        self.policy.load(config.plugins)
+        self.plugins = PluginHost(
+            config.plugins,
+            PluginServices(
+                server_name=config.server_name,
+                clock=self.clock,
+                gatekeeper=self.gatekeeper,
+                event_sources=self.event_sources,
+                rate_limits=storage.rate_limits,
+                share_a_room=self.rooms.core.share_a_room,
+                server_events=self.server_events,
+            ),
+        )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The engine's background loops: session expiry, typing expiry, keepalive of
         sessions with requests in flight, the plugins' event sources and loops. Runs
         until cancelled."""
         async with trio.open_nursery() as nursery:
-            await nursery.start(self.policy.run)
+            await nursery.start(self.event_sources.run)
+            await nursery.start(self.plugins.run)
             await nursery.start(self.notices.run)
             await nursery.start(self.sessions.expiry.run)
             await nursery.start(self.typing.expiry.run)

@@ -58,11 +58,12 @@ class Accounts:
         hash_time_cost: int,
         hash_memory_kib: int,
         signal: Callable[[str, object], None] = lambda kind, payload: None,
+        reserved_localparts: frozenset[str] = frozenset(),
     ) -> None:
         self._storage = storage
         self._signal = signal
         # Names the server keeps for itself (the server-notices user).
-        self.reserved_localparts: frozenset[str] = frozenset()
+        self.reserved_localparts = reserved_localparts
         self._clock = clock
         self.server_name = server_name
         self._hasher = PasswordHasher(time_cost=hash_time_cost, memory_cost=hash_memory_kib)

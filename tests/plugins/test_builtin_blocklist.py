@@ -133,7 +133,7 @@ def test_user_matching() -> None:
     engine = engine_with(
         blocklist(users=["@spam:example.org"], servers=["evil.example", "*.bad.example", "h?st"])
     )
-    plugin = engine.policy.plugins[0].instance
+    plugin = engine.plugins.plugins[0].instance
     assert isinstance(plugin, BlockList)
     blocked = [
         "@spam:example.org",

@@ -149,7 +149,7 @@ async def test_docstring_config_example_loads(module: ModuleType, tmp_path: Path
         rf"plugins\.builtin\.{module.__name__.rsplit('.', 1)[1]}:\w+", config.plugins[0].module
     )
     engine = Engine(config, open_memory_storage())
-    assert [p.name for p in engine.policy.plugins] == [config.plugins[0].module]
+    assert [p.name for p in engine.plugins.plugins] == [config.plugins[0].module]
 
 
 @pytest.mark.parametrize("module", [RATELIMIT, BLOCKLIST, CONTENT, FIRST_CONTACT])

@@ -258,7 +258,7 @@ async def test_two_entries_of_the_class_keep_separate_counters() -> None:
     )
     async with open_memory("memory://") as storage:
         engine = Engine(config, storage)
-        facades = [p.instance._api for p in engine.policy.plugins]  # type: ignore[attr-defined]
+        facades = [p.instance._api for p in engine.plugins.plugins]  # type: ignore[attr-defined]
         first = await facades[0].take_token("inviter:@a:x", capacity=1, refill_per_s=0.001)
         second = await facades[1].take_token("inviter:@a:x", capacity=1, refill_per_s=0.001)
         assert (first, second) == (0, 0)

@@ -572,7 +572,7 @@ async def test_server_status_announces_only_the_configured_states() -> None:
     config = {"announce": ["draining"], "draining": "Maintenance until noon."}
     async with running(PluginSpec(STATUS_PLUGIN, config)) as s:
         for state in ("starting", "running", "draining"):
-            await s.engine.policy.server_state(state)
+            await s.engine.event_sources.server_state(state)
         events, _ = await s.server_events(s.users["alice"])
         assert [(e["type"], e["content"]) for e in events] == [
             (SERVER_STATUS, {"state": "draining", "message": "Maintenance until noon."})

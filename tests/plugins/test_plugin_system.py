@@ -115,7 +115,8 @@ async def serve(*plugins: PluginSpec, **overrides: Any) -> AsyncIterator[World]:
             assert isinstance(client, QuartClient)
             api = Api(client)
             # The setup runs with the plugins switched off: it is not what is tested.
-            hooks, engine.policy.hooks = engine.policy.hooks, {k: [] for k in engine.policy.hooks}
+            gatekeeper = engine.gatekeeper
+            hooks, gatekeeper.hooks = gatekeeper.hooks, {k: [] for k in gatekeeper.hooks}
             alice, bob, carol, dave = [
                 await api.register(name) for name in ("alice", "bob", "carol", "dave")
             ]
@@ -124,7 +125,7 @@ async def serve(*plugins: PluginSpec, **overrides: Any) -> AsyncIterator[World]:
             )
             joined = await api.call("POST", f"rooms/{q(room_id)}/join", token=carol, body={})
             assert joined.status == 200, joined.body
-            engine.policy.hooks = hooks
+            engine.gatekeeper.hooks = hooks
             yield World(api, engine, alice, bob, carol, dave, room_id)
 
 
@@ -636,8 +637,8 @@ module = "{EXAMPLE}"
     )
     async with open_memory("memory://") as storage:
         engine = Engine(config, storage)
-    assert [p.name for p in engine.policy.plugins] == [f"{SAMPLES}:StrictConfig", EXAMPLE]
-    first = engine.policy.plugins[0].instance
+    assert [p.name for p in engine.plugins.plugins] == [f"{SAMPLES}:StrictConfig", EXAMPLE]
+    first = engine.plugins.plugins[0].instance
     assert isinstance(first, sample_plugins.StrictConfig) and first.max_length == 3
 
 

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from backends import Storage
 from homeserver.clock import Clock
 from homeserver.engine.accounts import Accounts
+from homeserver.engine.event_sources import Signal
+from homeserver.engine.gatekeeper import Gatekeeper
 from homeserver.engine.notifier import Notifier
-from homeserver.engine.policy import PolicyHost
 from homeserver.engine.rooms.core import RoomCore
 from homeserver.engine.rooms.creation import (
     PRESETS,
@@ -59,21 +60,23 @@ class Rooms:
         server_name: str,
         default_room_version: str,
         invite_state_types: Sequence[str],
-        policy: PolicyHost,
+        gatekeeper: Gatekeeper,
+        signal: Signal,
     ) -> None:
         self.core = RoomCore(storage, clock, notifier)
         self.invites = RoomInvites(
-            self.core, storage, policy, accounts, invite_state_types=invite_state_types
+            self.core, storage, gatekeeper, accounts, invite_state_types=invite_state_types
         )
         self.creation = RoomCreation(
             self.core,
             self.invites,
             storage,
             clock,
-            policy,
+            gatekeeper,
+            signal,
             server_name=server_name,
             default_room_version=default_room_version,
         )
-        self.membership = RoomMembership(self.core, storage, policy)
-        self.messages = RoomMessages(self.core, storage, policy)
+        self.membership = RoomMembership(self.core, storage, gatekeeper)
+        self.messages = RoomMessages(self.core, storage, gatekeeper)
         self.history = RoomHistory(self.core, storage)

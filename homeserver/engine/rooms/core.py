@@ -153,3 +153,8 @@ class RoomCore:
             for m in await self._storage.rooms.get_user_memberships(user_id)
             if m.membership == Membership.JOIN
         ]
+
+    async def share_a_room(self, user_a: str, user_b: str) -> bool:
+        """Whether both users are joined to at least one common room."""
+        joined_a = set(await self.joined_rooms(user_a))
+        return bool(joined_a) and not joined_a.isdisjoint(await self.joined_rooms(user_b))

@@ -11,8 +11,9 @@ from typing import Final
 
 from backends import Storage
 from homeserver.clock import Clock
+from homeserver.engine.event_sources import Signal
 from homeserver.engine.events import MAX_EVENT_BYTES, event_size, new_room_id
-from homeserver.engine.policy import PolicyHost, raise_for
+from homeserver.engine.gatekeeper import Gatekeeper, raise_for
 from homeserver.engine.power_levels import validate_power_levels
 from homeserver.engine.rooms.core import RoomCore
 from homeserver.engine.rooms.invites import RoomInvites
@@ -142,7 +143,8 @@ class RoomCreation:
         invites: RoomInvites,
         storage: Storage,
         clock: Clock,
-        policy: PolicyHost,
+        gatekeeper: Gatekeeper,
+        signal: Signal,
         *,
         server_name: str,
         default_room_version: str,
@@ -151,7 +153,8 @@ class RoomCreation:
         self._invites = invites
         self._storage = storage
         self._clock = clock
-        self._policy = policy
+        self._gatekeeper = gatekeeper
+        self._signal = signal
         self._server_name = server_name
         self._default_room_version = default_room_version
 
@@ -200,7 +203,7 @@ class RoomCreation:
             await self._invites.store(
                 requester, room_id, invitee, None, req.is_direct, shared, decision
             )
-        self._policy.signal("on_room_created", RoomCreated(room_id=room_id, creator=creator))
+        self._signal("on_room_created", RoomCreated(room_id=room_id, creator=creator))
         return room_id
 
     def _room_version(self, req: CreateRoomRequest) -> str:
@@ -213,7 +216,7 @@ class RoomCreation:
 
     async def _check_policy(self, creator: str, preset: str, req: CreateRoomRequest) -> None:
         raise_for(
-            await self._policy.check_room_creation(
+            await self._gatekeeper.check_room_creation(
                 RoomCreationCheck(
                     creator=creator,
                     preset=preset,

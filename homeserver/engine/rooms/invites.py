@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from backends import Storage
 from homeserver.engine.accounts import Accounts
 from homeserver.engine.events import INVITE_REASON_HIDDEN, INVITE_ROOM_STATE, stripped_state
-from homeserver.engine.policy import PolicyHost, raise_for
+from homeserver.engine.gatekeeper import Gatekeeper, raise_for
 from homeserver.engine.rooms.core import RoomCore
 from homeserver.errors import Forbidden, InvalidParam, MatrixError, NotFoundError
 from homeserver.namespace import INVITE_STATE_POLICY
@@ -113,14 +113,14 @@ class RoomInvites:
         self,
         core: RoomCore,
         storage: Storage,
-        policy: PolicyHost,
+        gatekeeper: Gatekeeper,
         accounts: Accounts,
         *,
         invite_state_types: Sequence[str],
     ) -> None:
         self._core = core
         self._storage = storage
-        self._policy = policy
+        self._gatekeeper = gatekeeper
         self._accounts = accounts
         self.invite_state_types = tuple(invite_state_types)
 
@@ -189,7 +189,7 @@ class RoomInvites:
     ) -> InviteDecision:
         """The invitee's permission config, then the plugins. Raises when refused."""
         await self._refuse_if_blocked(inviter, invitee)
-        decision = await self._policy.check_invite(
+        decision = await self._gatekeeper.check_invite(
             InviteCheck(
                 inviter=inviter,
                 invitee=invitee,
@@ -197,7 +197,7 @@ class RoomInvites:
                 reason=reason,
                 # Copies: a plugin that changes what it is shown changes nothing else.
                 shared_state=tuple(copy.deepcopy(shared)),
-                share_a_room=await self._policy.share_a_room(inviter, invitee),
+                share_a_room=await self._core.share_a_room(inviter, invitee),
             )
         )
         raise_for(decision)

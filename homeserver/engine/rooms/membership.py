@@ -4,7 +4,7 @@ profile change carried into the member events of the user's joined rooms."""
 from __future__ import annotations
 
 from backends import Storage
-from homeserver.engine.policy import PolicyHost, raise_for
+from homeserver.engine.gatekeeper import Gatekeeper, raise_for
 from homeserver.engine.rooms.core import RoomCore
 from homeserver.errors import Forbidden, InvalidParam, MatrixError, NotFoundError
 from homeserver.types import JsonDict, Membership, Requester, is_user_id
@@ -14,16 +14,16 @@ PROFILE_FIELDS = ("displayname", "avatar_url")
 
 
 class RoomMembership:
-    def __init__(self, core: RoomCore, storage: Storage, policy: PolicyHost) -> None:
+    def __init__(self, core: RoomCore, storage: Storage, gatekeeper: Gatekeeper) -> None:
         self._core = core
         self._storage = storage
-        self._policy = policy
+        self._gatekeeper = gatekeeper
 
     async def join(self, requester: Requester, room_id: str, reason: str | None = None) -> None:
         user_id = requester.user_id
         # Checked before the plugins run (outside the room lock), again under it.
         await self._authorize_join(room_id, user_id)
-        raise_for(await self._policy.check_join(JoinCheck(user_id=user_id, room_id=room_id)))
+        raise_for(await self._gatekeeper.check_join(JoinCheck(user_id=user_id, room_id=room_id)))
         async with self._core.hold(room_id):
             await self._authorize_join(room_id, user_id)
             content = await self._core.member_content(user_id, Membership.JOIN)

@@ -8,7 +8,7 @@ import copy
 
 from backends import DuplicateTransaction, Storage
 from homeserver.engine.events import MAX_EVENT_BYTES, event_size, new_event_id
-from homeserver.engine.policy import PolicyHost, raise_for
+from homeserver.engine.gatekeeper import Gatekeeper, raise_for
 from homeserver.engine.power_levels import PowerLevels, validate_power_levels
 from homeserver.engine.rooms.core import RoomCore
 from homeserver.errors import BadJson, Forbidden, InvalidParam, MatrixError
@@ -22,10 +22,10 @@ def _event_type_ok(event_type: str) -> None:
 
 
 class RoomMessages:
-    def __init__(self, core: RoomCore, storage: Storage, policy: PolicyHost) -> None:
+    def __init__(self, core: RoomCore, storage: Storage, gatekeeper: Gatekeeper) -> None:
         self._core = core
         self._storage = storage
-        self._policy = policy
+        self._gatekeeper = gatekeeper
 
     async def send_event(
         self,
@@ -109,7 +109,7 @@ class RoomMessages:
             if existing is not None:
                 return existing
         await self._core.require_joined(room_id, requester.user_id)
-        decision = await self._policy.check_event(
+        decision = await self._gatekeeper.check_event(
             EventCheck(
                 sender=requester.user_id,
                 room_id=room_id,
