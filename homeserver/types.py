@@ -183,7 +183,6 @@ class Requester:
 
     user_id: str
     device_id: str
-    access_token: str
     # The session the request runs in; None for session-management requests and
     # when sessions are disabled.
     session_id: str | None = None

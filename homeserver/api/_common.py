@@ -11,7 +11,7 @@ from quart import Response, current_app, g, request
 
 from backends import StorageError
 from homeserver import client_json
-from homeserver.engine.sessions import SESSION_HEADER
+from homeserver.engine.sessions import SESSION_HEADER, RequestLease
 from homeserver.errors import BadJson, MissingParam, MissingToken, NotJson
 from homeserver.types import JsonDict, Requester
 
@@ -46,7 +46,7 @@ def access_token() -> str:
     raise MissingToken()
 
 
-_SESSION_KEY = "hs_session"
+_LEASE_KEY = "hs_lease"
 
 
 async def requester(*, with_session: bool = True) -> Requester:
@@ -55,38 +55,34 @@ async def requester(*, with_session: bool = True) -> Requester:
     The session comes from the `Matrix-Session` header or the `session_id` query
     parameter, else it is the device's active session (started if there is none).
     `with_session=False` (session management, logout) authenticates by token alone.
+    The lease goes back to the engine at teardown (`finish_session`).
     """
-    eng = engine()
-    token = access_token()
-    if not with_session:
-        return await eng.accounts.authenticate(token)
     session_id = request.headers.get(SESSION_HEADER) or request.args.get("session_id")
-    who, stored_deadline = await eng.sessions.authenticate(token, session_id)
-    if who.session_id is not None:
-        stored_deadline = await eng.sessions.request_started(who, stored_deadline)
-        setattr(g, _SESSION_KEY, (who, stored_deadline))
-    return who
+    lease = await engine().sessions.begin_request(
+        access_token(), session_id, with_session=with_session
+    )
+    setattr(g, _LEASE_KEY, lease)
+    return lease.requester
 
 
 async def add_session_header(response: Response) -> Response:
     """after_request: every response of a request that ran in a session names it.
     (Async on purpose: Quart runs sync hooks in a worker thread.)"""
-    entry: tuple[Requester, int | None] | None = g.get(_SESSION_KEY)
-    if entry is not None and entry[0].session_id is not None:
-        response.headers[SESSION_HEADER] = entry[0].session_id
+    lease: RequestLease | None = g.get(_LEASE_KEY)
+    if lease is not None and lease.requester.session_id is not None:
+        response.headers[SESSION_HEADER] = lease.requester.session_id
     return response
 
 
 async def finish_session(_exc: BaseException | None) -> None:
     """teardown_request: book the end of the request in its session. Runs even when the
     client disconnected and the handler was cancelled, hence the shield."""
-    entry: tuple[Requester, int | None] | None = g.pop(_SESSION_KEY, None)
-    if entry is None:
+    lease: RequestLease | None = g.pop(_LEASE_KEY, None)
+    if lease is None:
         return
-    who, stored_deadline = entry
     with trio.CancelScope(shield=True, deadline=trio.current_time() + _FINISH_DEADLINE_S):
         try:
-            await engine().sessions.request_finished(who, stored_deadline)
+            await engine().sessions.finish_request(lease)
         except StorageError as exc:
             log.warning("could not record the end of a request in its session: %s", exc)
 

@@ -130,21 +130,14 @@ async def login() -> Response:
 @bp.route("/logout", methods=["POST"])
 async def logout() -> Response:
     """POST /_matrix/client/v3/logout"""
-    who = await requester(with_session=False)
-    eng = engine()
-    # Token first: once it is gone no request can start a new session for the device.
-    await eng.accounts.logout(who)
-    await eng.sessions.end_device(who.user_id, who.device_id)
+    await engine().sessions.logout(await requester(with_session=False))
     return json_response({})
 
 
 @bp.route("/logout/all", methods=["POST"])
 async def logout_all() -> Response:
     """POST /_matrix/client/v3/logout/all"""
-    who = await requester(with_session=False)
-    eng = engine()
-    await eng.accounts.logout_all(who)
-    await eng.sessions.end_user(who.user_id)
+    await engine().sessions.logout_all(await requester(with_session=False))
     return json_response({})
 
 

@@ -13,13 +13,12 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from backends import Conflict, NotFound, Storage
 from homeserver.clock import Clock
-from homeserver.errors import Forbidden, MatrixError, NotFoundError, UnknownToken
+from homeserver.errors import Forbidden, MatrixError, NotFoundError
 from homeserver.types import (
     LOCALPART_RE,
     MAX_USER_ID_LENGTH,
     AccessToken,
     DeviceRecord,
-    Requester,
     UserRecord,
     is_user_id,
     localpart_of,
@@ -182,20 +181,6 @@ class Accounts:
         return LoginResult(user_id=user_id, device_id=device_id, access_token=token.token)
 
     # -- tokens and devices -----------------------------------------------------------
-
-    async def authenticate(self, access_token: str) -> Requester:
-        token = await self._storage.devices.get_token(access_token)
-        if token is None:
-            raise UnknownToken()
-        return Requester(
-            user_id=token.user_id, device_id=token.device_id, access_token=access_token
-        )
-
-    async def logout(self, requester: Requester) -> None:
-        await self._storage.devices.delete_device(requester.user_id, requester.device_id)
-
-    async def logout_all(self, requester: Requester) -> list[str]:
-        return await self._storage.devices.delete_all_devices(requester.user_id)
 
     async def list_devices(self, user_id: str) -> list[DeviceRecord]:
         return await self._storage.devices.list_devices(user_id)

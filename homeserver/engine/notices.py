@@ -48,7 +48,7 @@ class ServerNotices:
         self._notifier = notifier
         self.enabled = enabled
         self.user_id = f"@{localpart}:{server_name}"
-        self._requester = Requester(self.user_id, "SERVER", "")
+        self._requester = Requester(self.user_id, "SERVER")
         self._locks = KeyedLock()
         self._queue_in, self._queue_out = trio.open_memory_channel[tuple[str, str | None, str]](
             QUEUE_SIZE

@@ -45,6 +45,17 @@ def new_session_id() -> str:
     return secrets.token_urlsafe(18)
 
 
+class RequestLease:
+    """A request's hold on the session it runs in, from `Sessions.begin_request` to
+    `Sessions.finish_request`. Callers read `requester`; the rest is the engine's."""
+
+    __slots__ = ("_stored_deadline", "requester")
+
+    def __init__(self, requester: Requester, stored_deadline: int | None) -> None:
+        self.requester = requester
+        self._stored_deadline = stored_deadline
+
+
 class SessionExpired(MatrixError):
     """409: the session named by the request is gone; `session_id` is the one to use."""
 
@@ -98,17 +109,40 @@ class Sessions:
 
     # -- the hot path -----------------------------------------------------------------
 
-    async def authenticate(
-        self, access_token: str, session_id: str | None
-    ) -> tuple[Requester, int | None]:
-        """Resolve the token and the session the request runs in (starting one if the
-        device has none). Returns the requester and the session's stored deadline.
-        Raises UnknownToken, SessionExpired (409), Forbidden or InvalidParam."""
-        if not self.config.enabled:
+    async def begin_request(
+        self, access_token: str, session_id: str | None, *, with_session: bool = True
+    ) -> RequestLease:
+        """Authenticate a request and, unless `with_session` is False (session
+        management, logout) or sessions are disabled, resolve the session it runs in
+        (starting one if the device has none) and book the request's start in it.
+        Every lease must be given back to `finish_request`. Raises UnknownToken,
+        SessionExpired (409), Forbidden or InvalidParam."""
+        if not with_session or not self.config.enabled:
             token = await self._storage.devices.get_token(access_token)
             if token is None:
                 raise UnknownToken()
-            return Requester(token.user_id, token.device_id, access_token), None
+            return RequestLease(Requester(token.user_id, token.device_id), None)
+        requester, stored_deadline = await self._authenticate(access_token, session_id)
+        assert requester.session_id is not None
+        return RequestLease(requester, await self._request_started(requester, stored_deadline))
+
+    async def finish_request(self, lease: RequestLease) -> None:
+        """Book the end of the request: the session's deadline moves to now + timeout
+        (written only when it moves by at least the coalescing window)."""
+        sid = lease.requester.session_id
+        if sid is None:
+            return
+        count = self._in_flight.get(sid, 0) - 1
+        if count > 0:
+            self._in_flight[sid] = count
+        else:
+            self._in_flight.pop(sid, None)
+        await self._touch(sid, lease._stored_deadline)
+
+    async def _authenticate(
+        self, access_token: str, session_id: str | None
+    ) -> tuple[Requester, int]:
+        """The token's requester in its session, and that session's stored deadline."""
         if session_id is not None and not _SESSION_ID_RE.match(session_id):
             raise InvalidParam("Malformed session id")
         lookup = await self._storage.sessions.authenticate(access_token, session_id)
@@ -127,10 +161,7 @@ class Sessions:
             if session_id is not None:
                 raise SessionExpired(active.session_id)
             session = active
-        return (
-            Requester(user_id, device_id, access_token, session.session_id),
-            session.expires_at_ms,
-        )
+        return Requester(user_id, device_id, session.session_id), session.expires_at_ms
 
     async def _active_or_start(self, user_id: str, device_id: str, now: int) -> SessionRecord:
         """The device's live active session, or a new one (online, no typing)."""
@@ -146,40 +177,20 @@ class Sessions:
         """Requests of this process that are running in a session right now."""
         return sum(self._in_flight.values())
 
-    async def request_started(
-        self, requester: Requester, session_expires_at_ms: int | None
-    ) -> int | None:
-        """Book the start of a request: while it runs, the keepalive loop keeps its
-        session alive. A deadline too near for the loop's next pass to move in time is
-        moved now, or the session could expire under a request in flight (a client
-        idle for most of the timeout that then long-polls). Returns the deadline
-        stored for the session."""
+    async def _request_started(self, requester: Requester, stored_deadline: int) -> int | None:
+        """While the request runs, the keepalive loop keeps its session alive. A
+        deadline too near for the loop's next pass to move in time is moved now, or
+        the session could expire under a request in flight (a client idle for most of
+        the timeout that then long-polls). Returns the deadline stored for the
+        session."""
         sid = requester.session_id
-        if sid is None:
-            return session_expires_at_ms
+        assert sid is not None
         period_ms = self.keepalive_period_s * 1000
-        if (
-            session_expires_at_ms is not None
-            and session_expires_at_ms - self._clock.now_ms() <= 2 * period_ms
-        ):
-            session_expires_at_ms = await self._touch(sid, session_expires_at_ms)
+        deadline: int | None = stored_deadline
+        if stored_deadline - self._clock.now_ms() <= 2 * period_ms:
+            deadline = await self._touch(sid, stored_deadline)
         self._in_flight[sid] = self._in_flight.get(sid, 0) + 1
-        return session_expires_at_ms
-
-    async def request_finished(
-        self, requester: Requester, session_expires_at_ms: int | None
-    ) -> None:
-        """Book the end of a request: the session's deadline moves to now + timeout
-        (written only when it moves by at least the coalescing window)."""
-        sid = requester.session_id
-        if sid is None:
-            return
-        count = self._in_flight.get(sid, 0) - 1
-        if count > 0:
-            self._in_flight[sid] = count
-        else:
-            self._in_flight.pop(sid, None)
-        await self._touch(sid, session_expires_at_ms)
+        return deadline
 
     async def _touch(self, session_id: str, stored_deadline: int | None) -> int | None:
         """Move the session's deadline to now + timeout unless it is already there;
@@ -242,6 +253,17 @@ class Sessions:
         # A session past its deadline has already ended, even if not yet reaped.
         if ended is None or ended.expires_at_ms <= self._clock.now_ms():
             raise NotFoundError("Unknown or already ended session")
+
+    async def logout(self, requester: Requester) -> None:
+        """Revoke the device (its tokens) and end its sessions. Token first: once it is
+        gone, no request can start a new session for the device."""
+        await self._storage.devices.delete_device(requester.user_id, requester.device_id)
+        await self.end_device(requester.user_id, requester.device_id)
+
+    async def logout_all(self, requester: Requester) -> None:
+        """Revoke every device of the user, then end all of the user's sessions."""
+        await self._storage.devices.delete_all_devices(requester.user_id)
+        await self.end_user(requester.user_id)
 
     async def end_device(self, user_id: str, device_id: str) -> None:
         """Logout: end every session of the device."""

@@ -89,7 +89,7 @@ async def test_a_send_failing_at_any_storage_call_is_stored_once_when_retried(
     faults = Faults()
     engine = Engine(make_config(), faulty(storage, faults), TrioClock())
     await storage.users.create_user(UserRecord(ALICE, None, 0))
-    alice = Requester(ALICE, "DEV", "token")
+    alice = Requester(ALICE, "DEV")
     room_id = await engine.rooms.creation.create_room(
         alice, CreateRoomRequest(preset="private_chat")
     )
@@ -147,7 +147,7 @@ async def test_a_transaction_recorded_after_the_check_is_answered_with_its_id(
         make_config(), dataclasses.replace(storage, txns=BlindTxns(storage.txns)), TrioClock()
     )
     await storage.users.create_user(UserRecord(ALICE, None, 0))
-    alice = Requester(ALICE, "DEV", "token")
+    alice = Requester(ALICE, "DEV")
     room_id = await engine.rooms.creation.create_room(
         alice, CreateRoomRequest(preset="private_chat")
     )

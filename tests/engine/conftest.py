@@ -94,7 +94,7 @@ async def add_client(engine: Engine, localpart: str, device_id: str = "DEV") -> 
 
 def bare(client: Client) -> Requester:
     """A requester outside any session (for engine calls that do not need one)."""
-    return Requester(client.user_id, client.device_id, client.token)
+    return Requester(client.user_id, client.device_id)
 
 
 async def create_room(engine: Engine, creator: Client, *members: Client) -> str:
@@ -152,13 +152,12 @@ class Harness:
     ) -> AsyncIterator[Requester]:
         """One request, as the HTTP layer runs it: authenticate and resolve the session,
         run the body, book the end of the request in the session."""
-        who, deadline = await self.engine.sessions.authenticate(client.token, session_id)
-        deadline = await self.engine.sessions.request_started(who, deadline)
+        lease = await self.engine.sessions.begin_request(client.token, session_id)
         try:
-            yield who
+            yield lease.requester
         finally:
             with trio.CancelScope(shield=True):
-                await self.engine.sessions.request_finished(who, deadline)
+                await self.engine.sessions.finish_request(lease)
 
     async def touch(self, client: Client, session_id: str | None = None) -> str:
         """An empty request; returns the session it ran in."""

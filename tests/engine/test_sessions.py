@@ -92,7 +92,7 @@ async def test_unknown_token_is_refused_before_any_session_work(
     h = await make_harness(session_timeout_ms=T)
     for session_id in (None, "abc"):
         with pytest.raises(UnknownToken) as info:
-            await h.engine.sessions.authenticate("no-such-token", session_id)
+            await h.engine.sessions.begin_request("no-such-token", session_id)
         assert_error(info.value, 401, "M_UNKNOWN_TOKEN")
     assert h.published == []
 
@@ -539,7 +539,8 @@ async def test_with_sessions_disabled_requests_run_in_no_session(
 ) -> None:
     h = await make_harness(session_timeout_ms=T, sessions_enabled=False)
     alice = await h.client("alice")
-    who, deadline = await h.engine.sessions.authenticate(alice.token, None)
+    lease = await h.engine.sessions.begin_request(alice.token, None)
+    who, deadline = lease.requester, lease._stored_deadline
     assert (who.user_id, who.device_id, who.session_id, deadline) == (
         alice.user_id,
         alice.device_id,
@@ -547,14 +548,14 @@ async def test_with_sessions_disabled_requests_run_in_no_session(
         None,
     )
     # A session id sent anyway is ignored rather than refused.
-    who, _ = await h.engine.sessions.authenticate(alice.token, "whatever id")
-    assert who.session_id is None
-    assert await h.engine.sessions.request_started(who, None) is None
-    await h.engine.sessions.request_finished(who, None)
+    lease = await h.engine.sessions.begin_request(alice.token, "whatever id")
+    assert lease.requester.session_id is None
+    assert lease._stored_deadline is None
+    await h.engine.sessions.finish_request(lease)
     assert await h.live_sessions(alice) == []
     assert h.published == []
     with pytest.raises(UnknownToken):
-        await h.engine.sessions.authenticate("nope", None)
+        await h.engine.sessions.begin_request("nope", None)
 
 
 async def test_concurrent_requests_of_a_session_write_one_touch(
@@ -576,14 +577,13 @@ async def test_concurrent_requests_of_a_session_write_one_touch(
     sessions = h.engine.sessions
     started = []
     for _ in range(20):
-        who, deadline = await sessions.authenticate(alice.token, sid)
-        started.append((who, await sessions.request_started(who, deadline)))
+        started.append(await sessions.begin_request(alice.token, sid))
     await h.at(5000)
     # While they run, the keepalive loop may move the deadline (once per pass).
     before = len(writes)
     assert before <= 2
-    for who, deadline in started:
-        await sessions.request_finished(who, deadline)
+    for lease in started:
+        await sessions.finish_request(lease)
     assert writes[before:] == [5000]  # one write for all twenty, not one each
     assert sessions.in_flight_requests == 0
     # The one write still keeps the session alive for the timeout after the requests.
