@@ -12,11 +12,11 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from backends import StorageTimeouts
-    from plugins.loader import PluginSpec
+from backends import StorageTimeouts
+from homeserver.types import LOCALPART_RE, is_user_id
+from plugins.loader import PluginSpec
 
 ENV_PREFIX = "HOMESERVER_"
 _SERVER_NAME_RE = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
@@ -73,8 +73,6 @@ class Config:
     @property
     def storage_timeouts(self) -> StorageTimeouts:
         """The storage timeouts, as `backends.open_storage` takes them."""
-        from backends import StorageTimeouts
-
         return StorageTimeouts(
             connect_ms=self.storage_connect_timeout_ms, operation_ms=self.storage_timeout_ms
         )
@@ -126,16 +124,12 @@ def _string_list(key: str, value: Any) -> tuple[str, ...]:
 
 
 def _localpart(key: str, value: Any) -> str:
-    from homeserver.types import LOCALPART_RE
-
     if not isinstance(value, str) or not LOCALPART_RE.fullmatch(value) or "/" in value:
         raise ConfigError(f"config key '{key}': not a valid user name: {value!r}")
     return value
 
 
 def _user_ids(key: str, value: Any) -> tuple[str, ...]:
-    from homeserver.types import is_user_id
-
     ids = _string_list(key, value)
     for user_id in ids:
         if not is_user_id(user_id):
@@ -144,9 +138,25 @@ def _user_ids(key: str, value: Any) -> tuple[str, ...]:
 
 
 def _plugins(key: str, value: Any) -> tuple[PluginSpec, ...]:
-    from plugins.loader import parse_plugin_specs
-
-    return parse_plugin_specs(key, value)
+    """The `plugins` list: tables of {module = "pkg.mod:Class", config = {...}}."""
+    if not isinstance(value, list):
+        raise ConfigError(f"config key '{key}': expected a list of plugin tables")
+    specs = []
+    for index, entry in enumerate(value):
+        where = f"config key '{key}[{index}]'"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected a table with 'module' and 'config'")
+        unknown = set(entry) - {"module", "config"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+        module = entry.get("module")
+        if not isinstance(module, str) or module.count(":") != 1:
+            raise ConfigError(f"{where}: 'module' must be \"package.module:Class\"")
+        config = entry.get("config", {})
+        if not isinstance(config, dict):
+            raise ConfigError(f"{where}: 'config' must be a table")
+        specs.append(PluginSpec(module, config))
+    return tuple(specs)
 
 
 def _string(key: str, value: Any) -> str:

@@ -1,5 +1,8 @@
-"""The namespace of this server's own event and account-data types."""
+"""The namespace of this server's own event and account-data types. The plugin API
+defines the namespace itself (plugins send such types too)."""
 
-NAMESPACE = "org.triohomeserver"
+from plugins.api import NAMESPACE, SERVER_STATUS
+
 INVITE_STATE_POLICY = f"{NAMESPACE}.invite_state_policy"
-SERVER_STATUS = f"{NAMESPACE}.server_status"
+
+__all__ = ["INVITE_STATE_POLICY", "NAMESPACE", "SERVER_STATUS"]

@@ -228,6 +228,11 @@ RawConfig = Mapping[str, Any]
 
 # -- event sources (server-generated events) ----------------------------------------
 
+# The namespace of this server's own event and account-data types (for plugins that
+# send them; homeserver.namespace re-exports these).
+NAMESPACE = "org.triohomeserver"
+SERVER_STATUS = f"{NAMESPACE}.server_status"
+
 # The `target` of PluginApi.send_server_event: a user id ("@..."), a room id ("!...",
 # delivered to its joined members), or ALL_USERS.
 ALL_USERS = "*"

@@ -28,30 +28,6 @@ class LoadedPlugin:
     instance: object
 
 
-def parse_plugin_specs(key: str, value: Any) -> tuple[PluginSpec, ...]:
-    """The `plugins` config value: a list of {module = "pkg.mod:Class", config = {...}}."""
-    from homeserver.config import ConfigError
-
-    if not isinstance(value, list):
-        raise ConfigError(f"config key '{key}': expected a list of plugin tables")
-    specs = []
-    for index, entry in enumerate(value):
-        where = f"config key '{key}[{index}]'"
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{where}: expected a table with 'module' and 'config'")
-        unknown = set(entry) - {"module", "config"}
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
-        module = entry.get("module")
-        if not isinstance(module, str) or module.count(":") != 1:
-            raise ConfigError(f"{where}: 'module' must be \"package.module:Class\"")
-        config = entry.get("config", {})
-        if not isinstance(config, dict):
-            raise ConfigError(f"{where}: 'config' must be a table")
-        specs.append(PluginSpec(module, config))
-    return tuple(specs)
-
-
 def load_plugins(
     specs: Sequence[PluginSpec], make_api: Callable[[str], PluginApi]
 ) -> list[LoadedPlugin]:

@@ -4,28 +4,30 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
 import trio
 from quart import Response, current_app, g, request
 
 from backends import StorageError
 from homeserver import client_json
+from homeserver.engine import Engine
 from homeserver.engine.sessions import SESSION_HEADER, RequestLease
 from homeserver.errors import BadJson, MissingParam, MissingToken, NotJson
 from homeserver.types import JsonDict, Requester
-
-if TYPE_CHECKING:
-    from homeserver.app import HomeserverApp
-    from homeserver.engine import Engine
 
 log = logging.getLogger("homeserver.api")
 _FINISH_DEADLINE_S = 2.0
 _DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
+class _AppWithEngine(Protocol):
+    # homeserver.app.HomeserverApp, named by its shape: the app imports the routes.
+    engine: Engine
+
+
 def engine() -> Engine:
-    return cast("HomeserverApp", current_app).engine
+    return cast(_AppWithEngine, current_app).engine
 
 
 def json_response(

@@ -23,8 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from homeserver.namespace import SERVER_STATUS
-from plugins.api import ALL_USERS, PluginApi, ServerState
+from plugins.api import ALL_USERS, SERVER_STATUS, PluginApi, ServerState
 from plugins.builtin._config import ConfigReader
 
 STATES = ("starting", "running", "draining")

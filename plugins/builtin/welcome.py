@@ -17,8 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from homeserver.namespace import NAMESPACE
-from plugins.api import PluginApi, SessionSignal
+from plugins.api import NAMESPACE, PluginApi, SessionSignal
 from plugins.builtin._config import ConfigReader
 
 WELCOME = f"{NAMESPACE}.welcome"
