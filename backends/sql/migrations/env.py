@@ -12,7 +12,7 @@ from alembic import context
 from sqlalchemy import Connection, create_engine
 from sqlalchemy.pool import NullPool
 
-from backends.sql.database import parse_url
+from backends.sql.engine import parse_url
 from backends.sql.schema import metadata
 
 
