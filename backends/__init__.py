@@ -10,7 +10,6 @@ import importlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import cast
-from urllib.parse import urlsplit, urlunsplit
 
 from backends.errors import (
     BackendUnavailable,
@@ -21,6 +20,7 @@ from backends.errors import (
 )
 from backends.protocols import Storage
 from backends.timeouts import StorageTimeouts
+from backends.urls import redact_url
 
 __all__ = [
     "BackendUnavailable",
@@ -86,18 +86,6 @@ _REDIS_SCHEMES = frozenset({"redis", "rediss"})
 def check_storage_url(url: str) -> None:
     """Raise UnsupportedStorageUrl unless `url` names a backend this build can open."""
     _load_opener(url)
-
-
-def redact_url(url: str) -> str:
-    """The URL without any password, for logs and error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit(parts._replace(netloc=user + host))
 
 
 def has_schema(url: str) -> bool:

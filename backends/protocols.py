@@ -149,6 +149,18 @@ class RoomStore(Protocol):
     async def get_room_members(self, room_id: str) -> list[MembershipRecord]:
         """Every membership record of the room, ordered by user id."""
 
+    async def get_joined_members(self, room_id: str) -> list[str]:
+        """The user ids whose current membership of the room is "join", in code point
+        order: exactly the `user_id`s of `get_room_members` whose membership is "join"
+        (forgetting changes nothing), as one indexed read. Empty for an unknown room.
+        Consistent with `append_events`: once a member event is stored, this reflects
+        it."""
+
+    async def get_joined_rooms(self, user_id: str) -> list[str]:
+        """The room ids the user's current membership of is "join", in code point order:
+        exactly the `room_id`s of `get_user_memberships` whose membership is "join", as
+        one indexed read."""
+
     async def forget_room(self, user_id: str, room_id: str) -> None:
         """Mark the membership forgotten. Raises NotFound if there is none."""
 

@@ -123,3 +123,13 @@ class Api:
         reply = await self.call("GET", "sync", token=user, query=query)
         assert reply.status == 200, reply.body
         return reply.body
+
+
+def assert_error(reply: Reply, status: int, errcode: str) -> None:
+    """`reply` is the Matrix error `errcode` with HTTP `status`: a JSON body with that
+    `errcode` and a non-empty `error` string, served as `application/json`."""
+    assert reply.status == status, reply.body
+    assert reply.errcode == errcode, reply.body
+    assert isinstance(reply.body["error"], str) and reply.body["error"], reply.body
+    content_type = {k.lower(): v for k, v in reply.headers.items()}.get("content-type")
+    assert content_type == "application/json", (content_type, reply.body)

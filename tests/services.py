@@ -7,33 +7,42 @@ otherwise (a laptop) the test is skipped with the reason.
 from __future__ import annotations
 
 import os
-import socket
-import uuid
 
 import pytest
 
-POSTGRES_URL = os.environ.get(
-    "HOMESERVER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-REDIS_URL = os.environ.get("HOMESERVER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+from backends import fresh
+from backends.fresh import unique_name
+
+__all__ = [
+    "POSTGRES_URL",
+    "REDIS_URL",
+    "backend_params",
+    "require_postgres",
+    "require_redis",
+    "services_required",
+    "unique_name",
+]
+
+POSTGRES_URL = fresh.POSTGRES_ADMIN_URL
+REDIS_URL = fresh.REDIS_URL
+
+# The pytest mark of each backend that needs a service (`-m "not redis"` etc.).
+MARKS: dict[str, pytest.MarkDecorator] = {
+    "postgresql": pytest.mark.postgres,
+    "redis": pytest.mark.redis,
+}
+
+
+def backend_params(names: tuple[str, ...] = fresh.BACKENDS) -> list[object]:
+    """`pytest.param`s of the named backends (`backends.fresh`' list), with their marks
+    and ids."""
+    return [
+        pytest.param(name, id=name, marks=[MARKS[name]] if name in MARKS else []) for name in names
+    ]
 
 
 def services_required() -> bool:
     return os.environ.get("HOMESERVER_REQUIRE_SERVICES", "") not in ("", "0", "false")
-
-
-def _reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1.0):
-            return True
-    except OSError:
-        return False
-
-
-def _host_port(url: str, default_port: int) -> tuple[str, int]:
-    rest = url.split("://", 1)[1].split("/", 1)[0].rsplit("@", 1)[-1]
-    host, _, port = rest.partition(":")
-    return host or "127.0.0.1", int(port or default_port)
 
 
 def _unavailable(what: str, url: str) -> None:
@@ -45,18 +54,13 @@ def _unavailable(what: str, url: str) -> None:
 
 def require_postgres() -> str:
     """The admin URL of a reachable PostgreSQL server, or skip/fail."""
-    if not _reachable(*_host_port(POSTGRES_URL, 5432)):
+    if not fresh.reachable(POSTGRES_URL, 5432):
         _unavailable("Postgres", POSTGRES_URL)
     return POSTGRES_URL
 
 
 def require_redis() -> str:
     """The URL of a reachable Redis server, or skip/fail."""
-    if not _reachable(*_host_port(REDIS_URL, 6379)):
+    if not fresh.reachable(REDIS_URL, 6379):
         _unavailable("Redis", REDIS_URL)
     return REDIS_URL
-
-
-def unique_name(prefix: str) -> str:
-    """A name no other test run uses (database names, Redis key prefixes)."""
-    return f"{prefix}_{uuid.uuid4().hex[:12]}"

@@ -1,8 +1,10 @@
 """The Redis backend: `open_redis("redis://host:port/db?prefix=NAME")`.
 
 Key formats live in `keys.py`, value formats in `codec.py`, and every multi-key write
-is one Lua script (`scripts.py`, `session_scripts.py`, `policy_scripts.py`), which
-Redis runs atomically.
+is one Lua script (`lua/*.lua`, loaded by `scripts.py`), which Redis runs atomically.
+One module per protocol area, as in `backends.memory` and `backends.sql`: `users`,
+`rooms`, `user_data`, `sessions`, `typing_state`, `presence`, `rate_limits`,
+`server_events`.
 """
 
 from __future__ import annotations

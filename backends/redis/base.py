@@ -23,52 +23,8 @@ import trio
 from coredis.commands.script import Script
 
 from backends.errors import BackendUnavailable, StorageError
-from backends.redis import policy_scripts, scripts, session_scripts
 from backends.redis.keys import Keys
-
-
-class Scripts:
-    """The Lua scripts, bound to one client (EVALSHA, loading the script on NOSCRIPT)."""
-
-    def __init__(self, client: coredis.Redis[str]) -> None:
-        def bind(source: str, *, readonly: bool = False) -> Script[str]:
-            return Script(client, source, readonly=readonly)
-
-        self.create_hash = bind(scripts.CREATE_HASH)
-        self.create_user = bind(scripts.CREATE_USER)
-        self.set_field_if_exists = bind(scripts.SET_FIELD_IF_EXISTS)
-        self.add_device_with_token = bind(scripts.ADD_DEVICE_WITH_TOKEN)
-        self.delete_devices = bind(scripts.DELETE_DEVICES)
-        self.append_events = bind(scripts.APPEND_EVENTS)
-        self.forget_room = bind(scripts.FORGET_ROOM)
-        self.put_account_data = bind(scripts.PUT_ACCOUNT_DATA)
-        self.create_filter = bind(scripts.CREATE_FILTER)
-        self.hgetall_each = bind(scripts.HGETALL_EACH, readonly=True)
-        self.room_events = bind(scripts.ROOM_EVENTS, readonly=True)
-        self.current_state = bind(scripts.CURRENT_STATE, readonly=True)
-        self.state_event = bind(scripts.STATE_EVENT, readonly=True)
-        self.account_data_since = bind(scripts.ACCOUNT_DATA_SINCE, readonly=True)
-
-        s = session_scripts
-        self.authenticate = bind(s.AUTHENTICATE, readonly=True)
-        self.start_session = bind(s.START_SESSION)
-        self.touch_session = bind(s.TOUCH_SESSION)
-        self.set_session_presence = bind(s.SET_SESSION_PRESENCE)
-        self.end_session = bind(s.END_SESSION)
-        self.end_device_sessions = bind(s.END_DEVICE_SESSIONS)
-        self.take_expired_sessions = bind(s.TAKE_EXPIRED_SESSIONS)
-        self.set_typing = bind(s.SET_TYPING)
-        self.clear_typing = bind(s.CLEAR_TYPING)
-        self.clear_session_typing = bind(s.CLEAR_SESSION_TYPING)
-        self.take_expired_typing = bind(s.TAKE_EXPIRED_TYPING)
-        self.put_presence = bind(s.PUT_PRESENCE)
-        self.set_members_hgetall = bind(s.SET_MEMBERS_HGETALL, readonly=True)
-        self.get_typing = bind(s.GET_TYPING, readonly=True)
-
-        p = policy_scripts
-        self.take_token = bind(p.TAKE_TOKEN)
-        self.add_server_event = bind(p.ADD_SERVER_EVENT)
-        self.server_events = bind(p.SERVER_EVENTS, readonly=True)
+from backends.redis.scripts import Scripts
 
 
 class RedisContext:
@@ -88,8 +44,10 @@ class RedisContext:
         a ConnectionError); new ones are opened on demand."""
         self.client.connection_pool.disconnect()
 
-    async def run(self, script: Script[str], keys: Sequence[str], args: Sequence[str]) -> Any:
-        """Run a script; its reply is untyped (the caller knows the script's shape)."""
+    async def run(self, script: Script[str], keys: Sequence[str], args: Sequence[str]) -> object:
+        """Run a script. Its reply is an `object`: each caller parses it into its type
+        (`reply_int`, `reply_list`, the codec, or a script's own parser) and reports a
+        shape the script never returns as StorageError."""
         return await script(keys=keys, args=args)
 
 
@@ -173,3 +131,31 @@ def idempotent(method: _Method[_S, _P, _R]) -> _Wrapped[_S, _P, _R]:
     """Like `once`, but a lost or refused connection is retried (twice, briefly): for
     reads and for writes whose repetition changes nothing. Timeouts are not retried."""
     return _edge(method, retry=True)
+
+
+def unexpected_reply(reply: object) -> StorageError:
+    """The error for a script reply of a shape its script never returns."""
+    return StorageError(f"unexpected reply from Redis: {reply!r}")
+
+
+async def earliest_deadline(store: RedisStore, zset: str) -> int | None:
+    """The lowest score of a deadline set (its first member: O(log n)), or None."""
+    first = await store._r.zrange(zset, 0, 0, withscores=True)
+    return int(first[0].score) if first else None
+
+
+def reply_int(reply: object) -> int:
+    """A script's integer reply (a Lua number, or its decimal text)."""
+    if isinstance(reply, bool) or not isinstance(reply, int | str | bytes):
+        raise unexpected_reply(reply)
+    try:
+        return int(reply)
+    except ValueError as exc:
+        raise unexpected_reply(reply) from exc
+
+
+def reply_list(reply: object) -> list[object]:
+    """A script's table reply."""
+    if not isinstance(reply, list | tuple):
+        raise unexpected_reply(reply)
+    return list(reply)

@@ -204,7 +204,7 @@ def event_from_stored(text: str) -> Event:
         raise _corrupt("event", exc) from exc
 
 
-def events_from_stored(texts: Any) -> list[Event]:
+def events_from_stored(texts: object) -> list[Event]:
     """Decode a script's list of stored events, skipping missing entries."""
     if not isinstance(texts, list | tuple):
         raise StorageError(f"unexpected reply from Redis: {texts!r}")
@@ -258,7 +258,7 @@ def json_from_stored(text: str, what: str) -> JsonDict:
 # Sessions and presence ----------------------------------------------------------------
 
 
-def hash_from_flat(flat: Any) -> dict[str, str]:
+def hash_from_flat(flat: object) -> dict[str, str]:
     """A hash from a script's HGETALL reply (a flat field/value list)."""
     if not isinstance(flat, list | tuple) or len(flat) % 2:
         raise StorageError(f"unexpected reply from Redis: {flat!r}")
@@ -299,13 +299,13 @@ def session_from_hash(h: Mapping[str, str]) -> SessionRecord:
         raise _corrupt("session", exc) from exc
 
 
-def session_from_flat(flat: Any) -> SessionRecord | None:
+def session_from_flat(flat: object) -> SessionRecord | None:
     """The session of a script's HGETALL reply, None for an empty one (no session)."""
     h = hash_from_flat(flat)
     return session_from_hash(h) if h else None
 
 
-def sessions_from_flats(flats: Any) -> list[SessionRecord]:
+def sessions_from_flats(flats: object) -> list[SessionRecord]:
     """The sessions of a script's list of HGETALL replies."""
     if not isinstance(flats, list | tuple):
         raise StorageError(f"unexpected reply from Redis: {flats!r}")
@@ -357,7 +357,7 @@ def server_event_from_stored(text: str) -> ServerEvent:
         raise _corrupt("server event", exc) from exc
 
 
-def server_events_from_stored(texts: Any) -> list[ServerEvent]:
+def server_events_from_stored(texts: object) -> list[ServerEvent]:
     """Decode a script's list of stored server events, skipping missing entries."""
     if not isinstance(texts, list | tuple):
         raise StorageError(f"unexpected reply from Redis: {texts!r}")

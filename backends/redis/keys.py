@@ -27,6 +27,12 @@ Layout (P = prefix, {x} = escaped variable part):
     P:room_state_content:{room}     hash    state field -> content JSON of that event
     P:room_members:{room}           hash    user id -> membership record
     P:user_rooms:{user}             hash    room id -> membership record (same text)
+    P:room_joined:{room}            zset    ids of the users whose membership is "join",
+                                            score 0 (ZRANGE: code point order)
+    P:user_joined:{user}            zset    ids of the rooms the user's membership of is
+                                            "join", score 0
+    P:joined_index                  string  present once every room_joined/user_joined
+                                            zset is complete (`rooms.backfill_joined`)
     P:account_data:{user}           hash    account data field -> `[stream_pos, content]`
     P:account_data_pos:{user}       zset    account data field scored by stream position
     P:filters:{user}                hash    filter id -> definition JSON
@@ -154,6 +160,26 @@ class Keys:
 
     def user_rooms(self, user_id: str) -> str:
         return self._key("user_rooms", user_id)
+
+    def room_joined(self, room_id: str) -> str:
+        return self._key("room_joined", room_id)
+
+    def user_joined(self, user_id: str) -> str:
+        return self._key("user_joined", user_id)
+
+    @property
+    def joined_index(self) -> str:
+        return self._key("joined_index")
+
+    def room_members_pattern(self) -> str:
+        """A SCAN pattern matching every room_members key under this prefix."""
+        fixed = f"{self.prefix}:room_members:"
+        return "".join(f"\\{c}" if c in "*?[]\\" else c for c in fixed) + "*"
+
+    def room_of_members_key(self, key: str) -> str:
+        """The room id of a room_members key (the inverse of `room_members`)."""
+        part = key.removeprefix(f"{self.prefix}:room_members:")
+        return part.replace("%3A", ":").replace("%25", "%")
 
     def account_data(self, user_id: str) -> str:
         return self._key("account_data", user_id)

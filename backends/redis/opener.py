@@ -31,17 +31,20 @@ from coredis.retry import NoRetryPolicy
 
 from backends.errors import BackendUnavailable, StorageError
 from backends.protocols import Storage
-from backends.redis.accounts import RedisDeviceStore, RedisUserStore
 from backends.redis.base import RedisContext
 from backends.redis.keys import Keys
-from backends.redis.policy import RedisRateLimitStore, RedisServerEventStore
+from backends.redis.presence import RedisPresenceStore
+from backends.redis.rate_limits import RedisRateLimitStore
 from backends.redis.rooms import RedisRoomStore
-from backends.redis.sessions import RedisPresenceStore, RedisSessionStore, RedisTypingStore
-from backends.redis.userdata import (
+from backends.redis.server_events import RedisServerEventStore
+from backends.redis.sessions import RedisSessionStore
+from backends.redis.typing_state import RedisTypingStore
+from backends.redis.user_data import (
     RedisAccountDataStore,
     RedisFilterStore,
     RedisTransactionStore,
 )
+from backends.redis.users import RedisDeviceStore, RedisUserStore
 from backends.timeouts import StorageTimeouts
 
 DEFAULT_PREFIX = "hs"
@@ -193,12 +196,15 @@ async def open_redis(
                 # when this context exits (they belong to its task group).
                 ctx.closed = True
 
+            rooms = RedisRoomStore(ctx)
+            # Stores written before the joined-member zsets existed get them now.
+            await rooms.backfill_joined()
             try:
                 yield Storage(
                     description=config.description,
                     users=RedisUserStore(ctx),
                     devices=RedisDeviceStore(ctx),
-                    rooms=RedisRoomStore(ctx),
+                    rooms=rooms,
                     account_data=RedisAccountDataStore(ctx),
                     filters=RedisFilterStore(ctx),
                     txns=RedisTransactionStore(ctx),

@@ -3,12 +3,94 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from backends.errors import Conflict, DuplicateTransaction, NotFound, StorageError
 from backends.redis import codec
-from backends.redis.base import RedisStore, idempotent, once
-from backends.redis.keys import state_field
+from backends.redis.base import RedisStore, idempotent, once, unexpected_reply
+from backends.redis.keys import Keys, state_field
 from homeserver.types import ClientTxn, Event, MembershipRecord, NewEvent, RoomRecord
+
+
+@dataclass(frozen=True, slots=True)
+class AppendEventsCall:
+    """One call of `lua/append_events.lua`: its KEYS/ARGV layout (8 keys and 8 values
+    per event, as the script's header describes) built in one place, and its reply
+    parsed into the stored events."""
+
+    keys: list[str]
+    args: list[str]
+    bodies: list[str]
+
+    @classmethod
+    def build(cls, k: Keys, events: Sequence[NewEvent], txn: ClientTxn | None) -> AppendEventsCall:
+        keys = [
+            k.stream_pos,
+            k.events,
+            k.room_latest,
+            "" if txn is None else k.txns(txn.user_id, txn.device_id),
+        ]
+        args = [str(len(events)), "" if txn is None else txn.txn_key]
+        bodies: list[str] = []
+        for new in events:
+            body = codec.event_body(new)
+            bodies.append(body)
+            is_state = new.state_key is not None
+            member = new.state_key if is_state and new.type == "m.room.member" else None
+            membership = str(new.content.get("membership", ""))
+            keys += (
+                k.room(new.room_id),
+                k.room_events(new.room_id),
+                k.room_state(new.room_id),
+                k.room_state_content(new.room_id),
+                k.room_members(new.room_id),
+                "" if member is None else k.user_rooms(member),
+                "" if member is None else k.room_joined(new.room_id),
+                "" if member is None else k.user_joined(member),
+            )
+            args += (
+                new.event_id,
+                new.room_id,
+                body,
+                "" if new.state_key is None else state_field(new.type, new.state_key),
+                codec.dumps(new.content) if is_state else "",
+                new.state_key or "",
+                "" if member is None else codec.membership_tail(membership, new.event_id),
+                "" if member is None else ("1" if membership == "join" else "0"),
+            )
+        return cls(keys, args, bodies)
+
+    def parse(self, reply: object) -> list[Event]:
+        """The stored events, or the script's refusal as NotFound/Conflict/
+        DuplicateTransaction/StorageError."""
+        if not isinstance(reply, list | tuple) or not reply:
+            raise unexpected_reply(reply)
+        status = reply[0]
+        if status in ("duplicate", "wrongtype", "notfound", "conflict") and len(reply) == 2:
+            what = str(reply[1])
+            if status == "duplicate":
+                raise DuplicateTransaction(what)
+            if status == "wrongtype":
+                raise StorageError(f"Redis key {what} holds the wrong kind of value")
+            if status == "notfound":
+                raise NotFound(f"room {what}")
+            raise Conflict(f"event {what} exists")
+        if status != "ok" or len(reply) != 1 + 2 * len(self.bodies):
+            raise unexpected_reply(reply)
+        try:
+            return [
+                codec.event_from_parts(int(reply[1 + 2 * i]), str(reply[2 + 2 * i]), body)
+                for i, body in enumerate(self.bodies)
+            ]
+        except (TypeError, ValueError) as exc:
+            raise unexpected_reply(reply) from exc
+
+
+def _flag(reply: object) -> bool:
+    """A script's 0/1 reply (`forget_room`)."""
+    if reply not in (0, 1):
+        raise unexpected_reply(reply)
+    return reply == 1
 
 
 class RedisRoomStore(RedisStore):
@@ -36,55 +118,9 @@ class RedisRoomStore(RedisStore):
             if txn is not None:
                 raise ValueError("a client transaction needs an event to record")
             return []
-        k = self._k
-        keys = [
-            k.stream_pos,
-            k.events,
-            k.room_latest,
-            "" if txn is None else k.txns(txn.user_id, txn.device_id),
-        ]
-        args = [str(len(events)), "" if txn is None else txn.txn_key]
-        bodies: list[str] = []
-        for new in events:
-            body = codec.event_body(new)
-            bodies.append(body)
-            is_state = new.state_key is not None
-            is_member = is_state and new.type == "m.room.member"
-            keys += (
-                k.room(new.room_id),
-                k.room_events(new.room_id),
-                k.room_state(new.room_id),
-                k.room_state_content(new.room_id),
-                k.room_members(new.room_id),
-                k.user_rooms(new.state_key) if is_member and new.state_key is not None else "",
-            )
-            args += (
-                new.event_id,
-                new.room_id,
-                body,
-                state_field(new.type, new.state_key) if new.state_key is not None else "",
-                codec.dumps(new.content) if is_state else "",
-                new.state_key or "",
-                codec.membership_tail(str(new.content.get("membership", "")), new.event_id)
-                if is_member
-                else "",
-            )
-        reply = await self._ctx.run(self._scripts.append_events, keys, args)
-        status = reply[0]
-        if status == "duplicate":
-            raise DuplicateTransaction(reply[1])
-        if status == "wrongtype":
-            raise StorageError(f"Redis key {reply[1]} holds the wrong kind of value")
-        if status == "notfound":
-            raise NotFound(f"room {reply[1]}")
-        if status == "conflict":
-            raise Conflict(f"event {reply[1]} exists")
-        if status != "ok" or len(reply) != 1 + 2 * len(events):
-            raise StorageError(f"unexpected reply from Redis: {reply!r}")
-        return [
-            codec.event_from_parts(int(reply[1 + 2 * i]), reply[2 + 2 * i], body)
-            for i, body in enumerate(bodies)
-        ]
+        call = AppendEventsCall.build(self._k, events, txn)
+        reply = await self._ctx.run(self._scripts.append_events, call.keys, call.args)
+        return call.parse(reply)
 
     @idempotent
     async def get_event(self, event_id: str) -> Event | None:
@@ -161,13 +197,44 @@ class RedisRoomStore(RedisStore):
         ]
 
     @idempotent
+    async def get_joined_members(self, room_id: str) -> list[str]:
+        return list(await self._r.zrange(self._k.room_joined(room_id), 0, -1))
+
+    @idempotent
+    async def get_joined_rooms(self, user_id: str) -> list[str]:
+        return list(await self._r.zrange(self._k.user_joined(user_id), 0, -1))
+
+    @idempotent
+    async def backfill_joined(self) -> None:
+        """Build the joined-member and joined-room zsets from the membership hashes,
+        once per prefix (data written before they existed): a one-off on open, marked
+        done by `Keys.joined_index`. Each room is rebuilt by one script, atomic with
+        respect to concurrent member events, so it is safe while other processes (of
+        this version) write."""
+        k = self._k
+        if await self._r.exists([k.joined_index]):
+            return
+        if await self._r.exists([k.stream_pos]):
+            async for key in self._r.scan_iter(match=k.room_members_pattern(), count=1000):
+                room_id = k.room_of_members_key(key)
+                user_ids = list(await self._r.hkeys(key))
+                for i in range(0, len(user_ids), 1000):
+                    chunk = user_ids[i : i + 1000]
+                    await self._ctx.run(
+                        self._scripts.backfill_joined,
+                        [key, k.room_joined(room_id), *(k.user_joined(u) for u in chunk)],
+                        [room_id, *chunk],
+                    )
+        await self._r.set(k.joined_index, "1")
+
+    @idempotent
     async def forget_room(self, user_id: str, room_id: str) -> None:
         found = await self._ctx.run(
             self._scripts.forget_room,
             [self._k.room_members(room_id), self._k.user_rooms(user_id)],
             [user_id, room_id],
         )
-        if not found:
+        if not _flag(found):
             raise NotFound(f"no membership of {user_id} in {room_id}")
 
     @idempotent

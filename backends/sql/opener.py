@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sqlalchemy.engine import make_url
-
 from backends.protocols import Storage
 from backends.sql.database import open_database
 from backends.sql.migrate import require_head, upgrade_to_head
@@ -19,6 +17,7 @@ from backends.sql.typing_state import SqlTypingStore
 from backends.sql.user_data import SqlAccountDataStore, SqlFilterStore, SqlTransactionStore
 from backends.sql.users import SqlDeviceStore, SqlUserStore
 from backends.timeouts import StorageTimeouts
+from backends.urls import redact_url
 
 
 @asynccontextmanager
@@ -48,7 +47,7 @@ async def open_sql(
             await db.dispose()
 
         yield Storage(
-            description=_describe(url),
+            description=redact_url(url),
             users=SqlUserStore(db),
             devices=SqlDeviceStore(db),
             rooms=SqlRoomStore(db),
@@ -62,8 +61,3 @@ async def open_sql(
             server_events=SqlServerEventStore(db),
             closer=close,
         )
-
-
-def _describe(url: str) -> str:
-    """The URL without its password."""
-    return make_url(url).render_as_string(hide_password=True)

@@ -8,11 +8,9 @@ transaction created it first (the insert waits for that one to commit, then inse
 nothing) the take starts over and locks that row. On SQLite every write transaction
 holds the database's write lock from BEGIN IMMEDIATE on, so takes are serial anyway.
 
-The arithmetic runs in Python on the values read (doubles, as in every backend), so
-both dialects compute exactly the same results.
-
-A bucket's update time never moves backwards: a caller whose clock is behind gets no
-refill, and cannot make the time up to the latest update count twice.
+The arithmetic (`backends.ratelimit_math`, shared with the memory backend) runs in
+Python on the values read (doubles, as in every backend), so both dialects compute
+exactly the same results.
 
 Buckets full again are deleted every `prune_every` takes of a store, a bounded batch
 at a time, before the take (so a failure there is the take's failure, not a token
@@ -26,29 +24,13 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, delete, select, update
 
+from backends import ratelimit_math
 from backends.sql.common import MAX_POSITION, insert_for
 from backends.sql.database import Database
 from backends.sql.schema import rate_limits
 
-# The wait answered when tokens never come back (a refill rate of zero or less).
-NEVER_MS = 2**31 - 1
 PRUNE_EVERY = 1_000
 PRUNE_BATCH = 1_000
-
-
-def refill(tokens: float, updated_ms: int, now_ms: int, capacity: float, rate: float) -> float:
-    """The tokens at `now_ms` of a bucket holding `tokens` at `updated_ms`."""
-    elapsed_s = max(0, now_ms - updated_ms) / 1000
-    return min(capacity, tokens + elapsed_s * rate)
-
-
-def wait_ms(tokens: float, cost: float, capacity: float, rate: float) -> int:
-    """Milliseconds until `cost` tokens are there (or the bucket is full, if `cost`
-    exceeds the capacity); at least 1."""
-    if rate <= 0:
-        return NEVER_MS
-    needed = min(cost, capacity) - tokens
-    return max(1, math.ceil(needed / rate * 1000))
 
 
 def full_at_ms(tokens: float, updated_ms: int, capacity: float, rate: float) -> int:
@@ -82,19 +64,14 @@ class SqlRateLimitStore:
         def run(conn: Connection) -> int:
             while True:
                 stored = _lock_bucket(conn, key)
-                if stored is None:
-                    # Missing: full (never used, or forgotten once full again).
-                    tokens, updated = float(capacity), now_ms
-                else:
-                    tokens = refill(
-                        stored.tokens, stored.updated_ms, now_ms, capacity, refill_per_s
-                    )
-                    updated = max(stored.updated_ms, now_ms)
-                if tokens >= cost:
-                    tokens -= cost
-                    result = 0
-                else:
-                    result = wait_ms(tokens, cost, capacity, refill_per_s)
+                taken = ratelimit_math.take(
+                    None if stored is None else (stored.tokens, stored.updated_ms),
+                    capacity=capacity,
+                    rate=refill_per_s,
+                    now_ms=now_ms,
+                    cost=cost,
+                )
+                tokens, updated, result = taken.tokens, taken.updated_ms, taken.wait_ms
                 values = {
                     "tokens": tokens,
                     "updated_ms": updated,

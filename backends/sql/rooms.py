@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, Text, literal_column, select, update
+from sqlalchemy.sql.expression import ColumnClause
 
 from backends.errors import Conflict, DuplicateTransaction, NotFound
 from backends.sql.codec import (
@@ -23,6 +24,11 @@ from homeserver.types import ClientTxn, Event, MembershipRecord, NewEvent, RoomR
 
 # Bound parameters per IN (...) list: far below every dialect's limit.
 _IN_CHUNK = 500
+
+
+# A literal, not a bound parameter: only then can SQLite's planner (and PostgreSQL's
+# generic plans) match the partial indexes on `membership = 'join'`.
+_JOIN: ColumnClause[str] = literal_column("'join'", Text)
 
 
 class SqlRoomStore:
@@ -224,6 +230,28 @@ class SqlRoomStore:
                 .order_by(memberships.c.user_id)
             )
             return [membership_from_row(row) for row in rows]
+
+        return await self._db.read(run)
+
+    async def get_joined_members(self, room_id: str) -> list[str]:
+        def run(conn: Connection) -> list[str]:
+            rows = conn.execute(
+                select(memberships.c.user_id)
+                .where(memberships.c.room_id == room_id, memberships.c.membership == _JOIN)
+                .order_by(memberships.c.user_id)
+            )
+            return list(rows.scalars())
+
+        return await self._db.read(run)
+
+    async def get_joined_rooms(self, user_id: str) -> list[str]:
+        def run(conn: Connection) -> list[str]:
+            rows = conn.execute(
+                select(memberships.c.room_id)
+                .where(memberships.c.user_id == user_id, memberships.c.membership == _JOIN)
+                .order_by(memberships.c.room_id)
+            )
+            return list(rows.scalars())
 
         return await self._db.read(run)
 

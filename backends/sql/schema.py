@@ -26,6 +26,7 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    text,
 )
 from sqlalchemy.types import TypeEngine
 
@@ -147,6 +148,22 @@ memberships = Table(
     Column("forgotten", Boolean, nullable=False),
     ForeignKeyConstraint(["room_id"], ["rooms.room_id"]),
     Index(None, "user_id", "room_id"),
+    # The joined members of a room and the joined rooms of a user, read as one index
+    # range each (revision 0004).
+    Index(
+        "ix_memberships_joined_room_id_user_id",
+        "room_id",
+        "user_id",
+        sqlite_where=text("membership = 'join'"),
+        postgresql_where=text("membership = 'join'"),
+    ),
+    Index(
+        "ix_memberships_joined_user_id_room_id",
+        "user_id",
+        "room_id",
+        sqlite_where=text("membership = 'join'"),
+        postgresql_where=text("membership = 'join'"),
+    ),
 )
 
 account_data = Table(

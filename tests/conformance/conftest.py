@@ -23,18 +23,15 @@ import pytest
 import trio
 
 from backends import Storage, open_storage
+from backends.fresh import delete_redis_prefix, unique_name, with_query
 from backends.memory import open_memory
 from backends.sql import migrate
-from tests.services import require_postgres, require_redis, unique_name
+from tests.services import backend_params, require_postgres, require_redis
 
-from .support import Backend, PostgresDatabase, delete_redis_prefix, empty_database
+from .support import Backend, PostgresDatabase, empty_database
 
-BACKENDS = [
-    pytest.param("memory", id="memory"),
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
-    pytest.param("redis", id="redis", marks=pytest.mark.redis),
-]
+# Every backend of `backends.fresh`, with its pytest mark.
+BACKENDS = backend_params()
 
 
 @pytest.fixture(scope="session")
@@ -44,10 +41,6 @@ def postgres_database() -> Iterator[PostgresDatabase]:
         yield database
     finally:
         database.drop()
-
-
-def _with_query(url: str, key: str, value: str) -> str:
-    return f"{url}{'&' if '?' in url else '?'}{key}={value}"
 
 
 @pytest.fixture(scope="session")
@@ -100,7 +93,7 @@ async def storage(backend: Backend, postgres_database: PostgresDatabase) -> Asyn
     elif backend.name == "redis":
         prefix = unique_name("hs_conformance")
         try:
-            async with open_storage(_with_query(backend.url, "prefix", prefix)) as store:
+            async with open_storage(with_query(backend.url, "prefix", prefix)) as store:
                 yield store
         finally:
             with trio.CancelScope(shield=True):

@@ -1,5 +1,5 @@
 """Helpers of the conformance fixtures: backend descriptions, the session's PostgreSQL
-database, and cleanup of Redis key prefixes, running jobs concurrently."""
+database, and running jobs concurrently (fresh stores themselves: `backends.fresh`)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,22 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-import coredis
 import psycopg
 import trio
 from sqlalchemy.engine import make_url
 
+from backends.fresh import create_database, delete_redis_prefix, execute, unique_name
 from backends.sql import migrate
 from backends.sql.schema import metadata, stream_counter
-from tests.services import unique_name
+
+__all__ = [
+    "Backend",
+    "PostgresDatabase",
+    "delete_redis_prefix",
+    "empty_database",
+    "execute",
+    "gather",
+]
 
 T = TypeVar("T")
 
@@ -40,7 +48,7 @@ class PostgresDatabase:
         """The database's URL, creating and migrating it if need be."""
         if self._admin_url is None or self._name is None:
             name = unique_name("hs_conformance")
-            await trio.to_thread.run_sync(_create_database, admin_url, name)
+            await trio.to_thread.run_sync(create_database, admin_url, name)
             self._admin_url, self._name = admin_url, name
         url = make_url(self._admin_url).set(database=self._name)
         url_text = url.render_as_string(hide_password=False)
@@ -54,25 +62,6 @@ class PostgresDatabase:
             execute(self._admin_url, f'DROP DATABASE IF EXISTS "{self._name}" WITH (FORCE)')
             self._admin_url = self._name = None
             self._migrated = False
-
-
-def _create_database(admin_url: str, name: str) -> None:
-    """Create the database with a locale whose default order is not code-point order
-    (when the server has ICU), so a missing collation on an ordered column shows up."""
-    try:
-        execute(
-            admin_url,
-            f"CREATE DATABASE \"{name}\" LOCALE_PROVIDER icu ICU_LOCALE 'en-US' "
-            "LOCALE 'C.UTF-8' TEMPLATE template0",
-        )
-    except psycopg.Error:
-        execute(admin_url, f'CREATE DATABASE "{name}"')
-
-
-def execute(url: str, sql: str) -> None:
-    """Run `sql` (one or more statements) in autocommit mode."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(sql.encode())
 
 
 def empty_database(url: str) -> None:
@@ -94,14 +83,6 @@ def empty_database(url: str) -> None:
     statements.append(f'UPDATE "{stream_counter.name}" SET pos = 0')
     with psycopg.connect(url) as conn:
         conn.execute("; ".join(statements).encode())
-
-
-async def delete_redis_prefix(url: str, prefix: str) -> None:
-    """Delete every key starting with `prefix`."""
-    async with coredis.Redis.from_url(url) as client:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
-        if keys:
-            await client.delete(keys)
 
 
 async def gather(*jobs: Callable[[], Awaitable[T]]) -> list[T]:

@@ -35,10 +35,12 @@ from tests.services import require_postgres, unique_name
 
 from .records import (
     ALICE,
+    BOB,
     ROOM,
     as_stored,
     device,
     make_room,
+    member,
     message,
     room,
     server_event,
@@ -236,6 +238,71 @@ async def test_downgrade_to_0002_drops_only_the_new_tables(empty_url: str) -> No
             await storage.server_events.get_server_events(ALICE, [], after=0, upto=2**62, limit=10)
             == []
         )
+
+
+_JOINED_INDEXES = {
+    "ix_memberships_joined_room_id_user_id",
+    "ix_memberships_joined_user_id_room_id",
+}
+
+
+def _membership_indexes(conn: Connection) -> set[str]:
+    return {str(index["name"]) for index in inspect(conn).get_indexes("memberships")}
+
+
+async def test_a_database_at_0003_migrates_to_head_and_keeps_its_joined_members(
+    empty_url: str,
+) -> None:
+    await _run(empty_url, _upgrade_to("0003"))
+    assert not await _run(empty_url, _membership_indexes) & _JOINED_INDEXES
+    # Memberships written into the 0003 schema (its rows are what the indexes cover).
+    async with open_database(empty_url) as db:
+        rooms = SqlRoomStore(db)
+        await rooms.create_room(room(ROOM))
+        await rooms.append_events([member(ROOM, ALICE, "join"), member(ROOM, BOB, "invite")])
+    await migrate(empty_url)
+    assert await _run(empty_url, _revision) == head_revision()
+    assert await _run(empty_url, _membership_indexes) >= _JOINED_INDEXES
+    assert await _run(empty_url, _schema_diff) == []
+    async with open_sql(empty_url, migrate=False) as storage:
+        assert await storage.rooms.get_joined_members(ROOM) == [ALICE]
+        assert await storage.rooms.get_joined_rooms(ALICE) == [ROOM]
+        assert await storage.rooms.get_joined_rooms(BOB) == []
+
+
+async def test_downgrade_to_0003_drops_only_the_joined_indexes(empty_url: str) -> None:
+    await migrate(empty_url)
+    async with open_sql(empty_url) as storage:
+        await make_room(storage)
+        await storage.rooms.append_events([member(ROOM, ALICE, "join")])
+    await _run(empty_url, _downgrade_to("0003"))
+    assert not await _run(empty_url, _membership_indexes) & _JOINED_INDEXES
+    await migrate(empty_url)
+    async with open_sql(empty_url, migrate=False) as storage:
+        assert await storage.rooms.get_joined_members(ROOM) == [ALICE]
+
+
+async def test_sqlite_reads_joined_members_from_the_partial_indexes(tmp_path: Path) -> None:
+    """The queries name `membership = 'join'` literally, so SQLite's planner can use
+    the partial indexes (it cannot match a bound parameter against them)."""
+    url = f"sqlite:///{tmp_path / 'plan.db'}"
+    await migrate(url)
+
+    def plans(conn: Connection) -> list[str]:
+        out = []
+        for column, other in (("room_id", "user_id"), ("user_id", "room_id")):
+            rows = conn.execute(
+                text(
+                    f"EXPLAIN QUERY PLAN SELECT {other} FROM memberships "
+                    f"WHERE {column} = 'x' AND membership = 'join' ORDER BY {other}"
+                )
+            )
+            out.append(" ".join(str(row[-1]) for row in rows))
+        return out
+
+    by_room, by_user = await _run(url, plans)
+    assert "ix_memberships_joined_room_id_user_id" in by_room
+    assert "ix_memberships_joined_user_id_room_id" in by_user
 
 
 def _bucket_keys(conn: Connection) -> list[str]:

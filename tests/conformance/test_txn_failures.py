@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-import backends.memory
+import backends.memory.rooms
+import backends.memory.state
 from backends import DuplicateTransaction, Storage, StorageError
 from backends.redis.rooms import RedisRoomStore
 from backends.sql.rooms import SqlRoomStore
@@ -43,7 +44,9 @@ _SQL_STATEMENTS = (
 def _memory_faults(monkeypatch: pytest.MonkeyPatch) -> Iterator[Fault]:
     """The k-th deep copy fails, for k = 0, 1, ... (the caller stops once one of them
     is never reached)."""
-    real = backends.memory._copy
+    real = backends.memory.state.copy_json
+    # Every module of the memory backend that deep-copies on the way in or out.
+    modules = (backends.memory.rooms, backends.memory.state)
 
     for k in itertools.count():
 
@@ -58,11 +61,13 @@ def _memory_faults(monkeypatch: pytest.MonkeyPatch) -> Iterator[Fault]:
                     raise RuntimeError(f"injected failure at copy {k}")
                 return real(content)
 
-            monkeypatch.setattr(backends.memory, "_copy", copy)
+            for module in modules:
+                monkeypatch.setattr(module, "copy_json", copy)
             try:
                 yield fired
             finally:
-                monkeypatch.setattr(backends.memory, "_copy", real)
+                for module in modules:
+                    monkeypatch.setattr(module, "copy_json", real)
 
         yield copy_fails
 

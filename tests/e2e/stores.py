@@ -13,19 +13,12 @@ from pathlib import Path
 
 import pytest
 import trio
-from sqlalchemy.engine import make_url
 
-from tests.conformance.support import _create_database, delete_redis_prefix, execute
-from tests.services import require_postgres, require_redis, unique_name
+from backends import fresh
+from tests.services import backend_params, require_postgres, require_redis
 
-DURABLE = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
-    pytest.param("redis", id="redis", marks=pytest.mark.redis),
-]
-
-
-NETWORKED = DURABLE[1:]
+DURABLE = backend_params(fresh.DURABLE)
+NETWORKED = backend_params(fresh.NETWORKED)
 
 
 @pytest.fixture(params=DURABLE)
@@ -41,23 +34,16 @@ def networked_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[st
 
 
 def _fresh_store(name: str, tmp_path: Path) -> Iterator[str]:
-    if name == "sqlite":
-        yield f"sqlite:///{tmp_path / 'durable.db'}"
-    elif name == "postgresql":
+    if name == "postgresql":
         admin = require_postgres()
-        database = unique_name("hs_e2e")
-        _create_database(admin, database)
-        try:
-            yield make_url(admin).set(database=database).render_as_string(hide_password=False)
-        finally:
-            execute(admin, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        with fresh.fresh_store(name, tmp_path, "e2e", postgres_url=admin) as url:
+            yield url
+    elif name == "redis":
+        with fresh.fresh_store(name, tmp_path, "e2e", redis_url=require_redis()) as url:
+            yield url
     else:
-        base = require_redis()
-        prefix = unique_name("hs_e2e")
-        try:
-            yield f"{base}?prefix={prefix}"
-        finally:
-            trio.run(delete_redis_prefix, base, prefix)
+        with fresh.fresh_store(name, tmp_path, "e2e") as url:
+            yield url
 
 
 _LISTENING = re.compile(rb"listening on (http://[0-9.]+:[0-9]+)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from backends.errors import StorageError
 from backends.redis import codec
-from backends.redis.base import RedisStore, idempotent, once
+from backends.redis.base import RedisStore, idempotent, once, reply_int
 from backends.redis.keys import account_data_field, parse_account_data_field
 from homeserver.types import AccountDataRecord, JsonDict
 
@@ -19,7 +19,7 @@ class RedisAccountDataStore(RedisStore):
             [self._k.stream_pos, self._k.account_data(user_id), self._k.account_data_pos(user_id)],
             [account_data_field(room_id, type), codec.dumps(content)],
         )
-        return int(pos)
+        return reply_int(pos)
 
     @idempotent
     async def get_account_data(

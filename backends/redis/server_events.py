@@ -1,48 +1,18 @@
-"""Rate-limit buckets and server events in Redis.
+"""Server-generated events in Redis.
 
-A bucket is a hash (tokens, updated_ms) that one script refills and takes from, so
-concurrent takers across processes never share a token; it expires once it would be
-full again (plus a margin, see `policy_scripts.TAKE_TOKEN`). Server events are stored
-like room events: one hash by id, and a sorted set of ids scored by stream position
-per target (a user, a room, or everyone); reading one user's events reads the user's,
-everyone's and each room's set in one script.
+Stored like room events: one hash by id, and a sorted set of ids scored by stream
+position per target (a user, a room, or everyone); reading one user's events reads the
+user's, everyone's and each room's set in one script.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 from backends.errors import Conflict, StorageError
 from backends.redis import codec
 from backends.redis.base import RedisStore, idempotent, once
 from homeserver.types import NewServerEvent, ServerEvent, ServerEventTarget
-
-
-def _number(value: float) -> str:
-    """A number as text Lua's `tonumber` reads back as the same double."""
-    return repr(float(value))
-
-
-class RedisRateLimitStore(RedisStore):
-    @once
-    async def take_token(
-        self, key: str, *, capacity: float, refill_per_s: float, now_ms: int, cost: float = 1.0
-    ) -> int:
-        """Not retried: a repeat after a lost reply could take a second time."""
-        reply = await self._ctx.run(
-            self._scripts.take_token,
-            [self._k.rate_limit(key)],
-            [_number(capacity), _number(refill_per_s), str(now_ms), _number(cost)],
-        )
-        try:
-            wait = float(reply)
-        except (TypeError, ValueError) as exc:
-            raise StorageError(f"unexpected reply from Redis: {reply!r}") from exc
-        if not math.isfinite(wait):
-            raise StorageError(f"unusable rate limit (wait {reply!r} ms)")
-        # The script's result is a whole number in exact `%.17g` form.
-        return int(wait)
 
 
 class RedisServerEventStore(RedisStore):

@@ -7,7 +7,7 @@ from coredis.tokens import PureToken
 from backends.errors import Conflict, NotFound
 from backends.protocols import ProfileField
 from backends.redis import codec
-from backends.redis.base import RedisStore, idempotent, once
+from backends.redis.base import RedisStore, idempotent, once, reply_int, reply_list
 from homeserver.types import AccessToken, DeviceRecord, UserRecord
 
 
@@ -95,12 +95,10 @@ class RedisDeviceStore(RedisStore):
             self._scripts.hgetall_each, [self._k.device(user_id, d) for d in ids], []
         )
         devices: list[DeviceRecord] = []
-        for flat in replies:
+        for flat in reply_list(replies):
             # A device deleted between the two calls is simply left out.
             if flat:
-                devices.append(
-                    codec.device_from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
-                )
+                devices.append(codec.device_from_hash(codec.hash_from_flat(flat)))
         return devices
 
     @idempotent
@@ -146,7 +144,7 @@ class RedisDeviceStore(RedisStore):
         reply = await self._ctx.run(
             self._scripts.delete_devices, keys, ["1" if exact else "0", *device_ids]
         )
-        return int(reply)
+        return reply_int(reply)
 
     @idempotent
     async def get_token(self, token: str) -> AccessToken | None:
