@@ -4,7 +4,7 @@ Every backend (memory, SQLite, PostgreSQL, Redis) implements all of it with the 
 observable behaviour; `tests/conformance/` is the executable form of these docstrings.
 
 Shared rules:
-- Methods take and return `homeserver.types` values; returned objects are never
+- Methods take and return `backends.records` values; returned objects are never
   aliased to the store's own state (mutating a returned dict changes nothing stored).
 - Stream positions come from one server-wide counter shared by everything /sync
   reports: room events, account data, typing changes, presence changes and server
@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from homeserver.types import (
+from backends.records import (
     AccessToken,
     AccountDataRecord,
     ClientTxn,

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from backends.errors import Conflict, DuplicateTransaction, NotFound
 from backends.memory.state import MemoryState, copy_event, copy_json
-from homeserver.types import ClientTxn, Event, JsonDict, MembershipRecord, NewEvent, RoomRecord
+from backends.records import ClientTxn, Event, JsonDict, MembershipRecord, NewEvent, RoomRecord
 
 
 class MemoryRoomStore:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 
 from backends.errors import Conflict
 from backends.memory.state import MemoryState
-from homeserver.types import NewServerEvent, ServerEvent, ServerEventTarget
+from backends.records import NewServerEvent, ServerEvent, ServerEventTarget
 
 
 @dataclass

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from backends.memory.state import MemoryState, SessionState
 from backends.protocols import AuthLookup, SessionStart
-from homeserver.types import SessionRecord
+from backends.records import SessionRecord
 
 
 class MemorySessionStore:

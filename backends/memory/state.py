@@ -15,7 +15,7 @@ import itertools
 from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
-from homeserver.types import (
+from backends.records import (
     AccessToken,
     AccountDataRecord,
     DeviceRecord,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from backends.memory.state import MemoryState, SessionState
-from homeserver.types import TypingChange
+from backends.records import TypingChange
 
 
 class MemoryTypingStore:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from backends.memory.state import MemoryState, copy_json
-from homeserver.types import AccountDataRecord, JsonDict
+from backends.records import AccountDataRecord, JsonDict
 
 
 class MemoryAccountDataStore:

@@ -7,7 +7,7 @@ from dataclasses import replace
 from backends.errors import Conflict, NotFound
 from backends.memory.state import MemoryState
 from backends.protocols import ProfileField
-from homeserver.types import AccessToken, DeviceRecord, UserRecord
+from backends.records import AccessToken, DeviceRecord, UserRecord
 
 
 class MemoryUserStore:

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from backends.errors import StorageError
-from homeserver.types import (
+from backends.records import (
     AccessToken,
     DeviceRecord,
     Event,

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from backends.records import PresenceRecord
 from backends.redis import codec
 from backends.redis.base import RedisStore, idempotent, once, reply_int
-from homeserver.types import PresenceRecord
 
 
 class RedisPresenceStore(RedisStore):

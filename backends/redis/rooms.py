@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from backends.errors import Conflict, DuplicateTransaction, NotFound, StorageError
+from backends.records import ClientTxn, Event, MembershipRecord, NewEvent, RoomRecord
 from backends.redis import codec
 from backends.redis.base import RedisStore, idempotent, once, unexpected_reply
 from backends.redis.keys import Keys, state_field
-from homeserver.types import ClientTxn, Event, MembershipRecord, NewEvent, RoomRecord
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from backends.errors import Conflict, StorageError
+from backends.records import NewServerEvent, ServerEvent, ServerEventTarget
 from backends.redis import codec
 from backends.redis.base import RedisStore, idempotent, once
-from homeserver.types import NewServerEvent, ServerEvent, ServerEventTarget
 
 
 class RedisServerEventStore(RedisStore):

@@ -9,9 +9,9 @@ scored by `expires_at_ms`; taking what is due reads only the due members
 from __future__ import annotations
 
 from backends.protocols import AuthLookup, SessionStart
+from backends.records import SessionRecord
 from backends.redis import codec
 from backends.redis.base import RedisStore, earliest_deadline, idempotent, once, unexpected_reply
-from homeserver.types import SessionRecord
 
 
 class RedisSessionStore(RedisStore):

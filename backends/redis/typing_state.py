@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from backends.records import TypingChange
 from backends.redis import codec
 from backends.redis.base import (
     RedisStore,
@@ -18,7 +19,6 @@ from backends.redis.base import (
     reply_int,
     unexpected_reply,
 )
-from homeserver.types import TypingChange
 
 
 class RedisTypingStore(RedisStore):

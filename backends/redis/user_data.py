@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from backends.errors import StorageError
+from backends.records import AccountDataRecord, JsonDict
 from backends.redis import codec
 from backends.redis.base import RedisStore, idempotent, once, reply_int
 from backends.redis.keys import account_data_field, parse_account_data_field
-from homeserver.types import AccountDataRecord, JsonDict
 
 
 class RedisAccountDataStore(RedisStore):

@@ -6,9 +6,9 @@ from coredis.tokens import PureToken
 
 from backends.errors import Conflict, NotFound
 from backends.protocols import ProfileField
+from backends.records import AccessToken, DeviceRecord, UserRecord
 from backends.redis import codec
 from backends.redis.base import RedisStore, idempotent, once, reply_int, reply_list
-from homeserver.types import AccessToken, DeviceRecord, UserRecord
 
 
 class RedisUserStore(RedisStore):

@@ -1,4 +1,4 @@
-"""Rows to `homeserver.types` values and back. Every value built here is fresh, so
+"""Rows to `backends.records` values and back. Every value built here is fresh, so
 callers never share state with the database layer."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Row
 
 from backends.errors import StorageError
-from homeserver.types import (
+from backends.records import (
     AccessToken,
     AccountDataRecord,
     DeviceRecord,

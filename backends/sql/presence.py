@@ -11,11 +11,11 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, select
 
+from backends.records import PresenceRecord
 from backends.sql.codec import presence_from_row
 from backends.sql.common import MAX_POSITION, allocate_positions, insert_for
 from backends.sql.database import Database
 from backends.sql.schema import presence as presence_table
-from homeserver.types import PresenceRecord
 
 # Bound parameters per IN (...) list: far below every dialect's limit.
 _IN_CHUNK = 500

@@ -9,6 +9,7 @@ from sqlalchemy import Connection, Text, literal_column, select, update
 from sqlalchemy.sql.expression import ColumnClause
 
 from backends.errors import Conflict, DuplicateTransaction, NotFound
+from backends.records import ClientTxn, Event, MembershipRecord, NewEvent, RoomRecord
 from backends.sql.codec import (
     dump_json,
     event_from_mapping,
@@ -20,7 +21,6 @@ from backends.sql.common import MAX_POSITION, allocate_positions, insert_for
 from backends.sql.database import Database
 from backends.sql.schema import events as event_table
 from backends.sql.schema import memberships, room_state, rooms, stream_counter, txns
-from homeserver.types import ClientTxn, Event, MembershipRecord, NewEvent, RoomRecord
 
 # Bound parameters per IN (...) list: far below every dialect's limit.
 _IN_CHUNK = 500

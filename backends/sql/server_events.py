@@ -16,11 +16,11 @@ from collections.abc import Sequence
 
 from sqlalchemy import ColumnElement, Connection, and_, or_, select
 
+from backends.records import NewServerEvent, ServerEvent, ServerEventTarget
 from backends.sql.codec import dump_json, server_event_from_mapping
 from backends.sql.common import MAX_POSITION, allocate_positions
 from backends.sql.database import Database
 from backends.sql.schema import server_events
-from homeserver.types import NewServerEvent, ServerEvent, ServerEventTarget
 
 # Bound parameters per IN (...) list: far below every dialect's limit.
 _IN_CHUNK = 500

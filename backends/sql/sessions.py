@@ -26,11 +26,11 @@ from typing import Any
 from sqlalchemy import Connection, Row, delete, func, select, update
 
 from backends.protocols import AuthLookup, SessionStart
+from backends.records import SessionRecord
 from backends.sql.codec import session_from_mapping, session_from_row, token_from_row
 from backends.sql.common import MAX_POSITION, insert_for
 from backends.sql.database import Database
 from backends.sql.schema import access_tokens, active_sessions, sessions
-from homeserver.types import SessionRecord
 
 # The session's columns in the authenticate join, named apart from the token's.
 _PREFIX = "session_"

@@ -24,10 +24,10 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import Connection, delete, func, select, tuple_, update
 
 from backends.errors import StorageError
+from backends.records import TypingChange
 from backends.sql.common import MAX_POSITION, allocate_positions, insert_for
 from backends.sql.database import Database
 from backends.sql.schema import typing, typing_rooms
-from homeserver.types import TypingChange
 
 # Bound parameters per IN (...) list: far below every dialect's limit.
 _IN_CHUNK = 500

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, select
 
+from backends.records import AccountDataRecord, JsonDict
 from backends.sql.codec import account_data_from_row, dump_json, load_json, room_key
 from backends.sql.common import MAX_POSITION, allocate_positions, insert_for
 from backends.sql.database import Database
 from backends.sql.schema import account_data, filters, txns
-from homeserver.types import AccountDataRecord, JsonDict
 
 # Filter ids are decimal row ids; anything longer cannot name one (and would overflow).
 _MAX_FILTER_ID_DIGITS = 18

@@ -6,11 +6,11 @@ from sqlalchemy import Connection, delete, func, select, update
 
 from backends.errors import Conflict, NotFound
 from backends.protocols import ProfileField
+from backends.records import AccessToken, DeviceRecord, UserRecord
 from backends.sql.codec import device_from_row, token_from_row, user_from_row
 from backends.sql.common import insert_for
 from backends.sql.database import Database
 from backends.sql.schema import access_tokens, devices, txns, users
-from homeserver.types import AccessToken, DeviceRecord, UserRecord
 
 
 class SqlUserStore:

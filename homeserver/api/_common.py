@@ -10,11 +10,12 @@ import trio
 from quart import Response, current_app, g, request
 
 from backends import StorageError
+from backends.records import JsonDict
 from homeserver import client_json
 from homeserver.engine import Engine
 from homeserver.engine.sessions import SESSION_HEADER, RequestLease
 from homeserver.errors import BadJson, MissingParam, MissingToken, NotJson
-from homeserver.types import JsonDict, Requester
+from homeserver.types import Requester
 
 log = logging.getLogger("homeserver.api")
 _FINISH_DEADLINE_S = 2.0

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from quart import Blueprint, Response
 
+from backends.records import JsonDict
 from homeserver.api._common import engine, json_body, json_response, requester
 from homeserver.errors import BadJson, Forbidden, InvalidParam, MissingParam, NotFoundError
-from homeserver.types import JsonDict, is_room_id
+from homeserver.types import is_room_id
 
 bp = Blueprint("account", __name__)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from quart import Blueprint, Response
 
+from backends.records import ServerEventTarget
 from homeserver.api._common import (
     engine,
     get_bool,
@@ -17,7 +18,7 @@ from homeserver.api._common import (
     requester,
 )
 from homeserver.errors import BadJson, Forbidden, MissingParam
-from homeserver.types import Requester, ServerEventTarget
+from homeserver.types import Requester
 
 bp = Blueprint("admin", __name__)
 synapse_bp = Blueprint("synapse_admin", __name__)

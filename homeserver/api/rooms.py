@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from quart import Blueprint, Response
 
+from backends.records import JsonDict, Membership
 from homeserver.api._common import (
     arg,
     engine,
@@ -19,7 +20,7 @@ from homeserver.api._common import (
 from homeserver.engine.rooms import PRESETS, CreateRoomRequest
 from homeserver.engine.sync import parse_stream_token, stream_token
 from homeserver.errors import BadJson, InvalidParam, NotFoundError
-from homeserver.types import JsonDict, Membership, is_room_id, is_user_id
+from homeserver.types import is_room_id, is_user_id
 
 bp = Blueprint("rooms", __name__)
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from quart import Blueprint, Response
 
+from backends.records import Presence, SessionRecord
 from homeserver.api._common import engine, get_str, json_body, json_response, requester
 from homeserver.engine.sessions import SESSION_HEADER
 from homeserver.errors import Forbidden, InvalidParam, Unrecognized
-from homeserver.types import Presence, Requester, SessionRecord
+from homeserver.types import Requester
 
 bp = Blueprint("sessions", __name__)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from quart import Blueprint, Response
 
+from backends.records import Presence
 from homeserver.api._common import (
     arg,
     engine,
@@ -15,7 +16,6 @@ from homeserver.api._common import (
 )
 from homeserver.engine.sync import SyncRequest, parse_stream_token
 from homeserver.errors import Forbidden, InvalidParam
-from homeserver.types import Presence
 
 bp = Blueprint("sync", __name__)
 

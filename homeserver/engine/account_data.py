@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from backends import Storage
+from backends.records import JsonDict
 from homeserver.engine.notifier import Notifier
 from homeserver.errors import MatrixError, NotFoundError
-from homeserver.types import JsonDict, localpart_of
+from homeserver.types import localpart_of
 
 # Types the server manages itself; clients may not overwrite them through account data.
 _SERVER_MANAGED = frozenset(

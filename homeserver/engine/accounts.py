@@ -12,14 +12,12 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from backends import Conflict, NotFound, Storage
+from backends.records import AccessToken, DeviceRecord, UserRecord
 from homeserver.clock import Clock
 from homeserver.errors import Forbidden, MatrixError, NotFoundError
 from homeserver.types import (
     LOCALPART_RE,
     MAX_USER_ID_LENGTH,
-    AccessToken,
-    DeviceRecord,
-    UserRecord,
     is_user_id,
     localpart_of,
     server_name_of,

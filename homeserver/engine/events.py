@@ -6,7 +6,7 @@ import json
 import secrets
 from typing import Any
 
-from homeserver.types import Event, JsonDict
+from backends.records import Event, JsonDict
 
 MAX_EVENT_BYTES = 65536
 # Unsigned keys of a stored invite: the stripped state shared with the invitee, and

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from backends import Storage
+from backends.records import JsonDict
 from homeserver import client_json
 from homeserver.errors import BadJson, NotFoundError, NotJson
-from homeserver.types import JsonDict
 
 DEFAULT_TIMELINE_LIMIT = 10
 MAX_TIMELINE_LIMIT = 1000

@@ -15,12 +15,13 @@ import logging
 import trio
 
 from backends import Conflict, Storage
+from backends.records import JsonDict, Membership, ServerEventTarget, UserRecord
 from homeserver.clock import Clock
 from homeserver.engine.locks import KeyedLock
 from homeserver.engine.notifier import Notifier
 from homeserver.engine.rooms import CreateRoomRequest, Rooms
 from homeserver.namespace import NAMESPACE
-from homeserver.types import JsonDict, Membership, Requester, ServerEventTarget, UserRecord
+from homeserver.types import Requester
 
 log = logging.getLogger("homeserver.notices")
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import trio
 
 from backends.protocols import RateLimitStore
+from backends.records import JsonDict, ServerEventTarget
 from homeserver.clock import Clock
 from homeserver.engine.event_sources import EventSources
 from homeserver.engine.gatekeeper import Gatekeeper
 from homeserver.engine.server_events import ServerEvents
-from homeserver.types import JsonDict, ServerEventTarget
 from plugins.api import (
     ALL_USERS,
     RUN_RESTART_DELAY_S,

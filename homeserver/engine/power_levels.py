@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from backends.records import JsonDict
 from homeserver.errors import Forbidden
-from homeserver.types import JsonDict
 
 _DEFAULTS = {
     "ban": 50,

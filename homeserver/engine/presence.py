@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from backends import Storage
+from backends.records import JsonDict, Membership, Presence, PresenceRecord, SessionRecord
 from homeserver.clock import Clock
 from homeserver.engine.locks import KeyedLock
 from homeserver.engine.notifier import Notifier
 from homeserver.errors import Forbidden, NotFoundError
-from homeserver.types import JsonDict, Membership, Presence, PresenceRecord, SessionRecord
 
 
 @dataclass(frozen=True)

@@ -18,16 +18,9 @@ from homeserver.engine.notifier import Notifier
 
 if TYPE_CHECKING:
     from homeserver.engine.notices import ServerNotices
+from backends.records import JsonDict, Membership, NewServerEvent, ServerEvent, ServerEventTarget
 from homeserver.errors import InvalidParam, MatrixError, NotFoundError
-from homeserver.types import (
-    JsonDict,
-    Membership,
-    NewServerEvent,
-    ServerEvent,
-    ServerEventTarget,
-    is_room_id,
-    is_user_id,
-)
+from homeserver.types import is_room_id, is_user_id
 
 # A bound on one /sync's server events; far above what a server sends a user between
 # two syncs (they are notices, not chat).

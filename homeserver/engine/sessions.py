@@ -18,12 +18,13 @@ from dataclasses import dataclass
 import trio
 
 from backends import Storage
+from backends.records import Presence, SessionRecord
 from homeserver.clock import Clock
 from homeserver.engine.deadlines import DeadlineLoop
 from homeserver.engine.presence import PresenceService
 from homeserver.engine.typing_state import TypingService
 from homeserver.errors import Forbidden, InvalidParam, MatrixError, NotFoundError, UnknownToken
-from homeserver.types import Presence, Requester, SessionRecord
+from homeserver.types import Requester
 from plugins.api import SessionSignal
 
 log = logging.getLogger("homeserver.sessions")

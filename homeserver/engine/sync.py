@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import trio
 
 from backends import Storage
+from backends.records import Event, JsonDict, Membership, MembershipRecord, ServerEventTarget
 from homeserver.clock import Clock
 from homeserver.engine.events import client_event
 from homeserver.engine.filters import SyncFilter
@@ -18,14 +19,7 @@ from homeserver.engine.presence import PresenceService
 from homeserver.engine.rooms import ended_a_join, invite_state_events
 from homeserver.engine.server_events import ServerEvents, server_event_json
 from homeserver.errors import InvalidParam
-from homeserver.types import (
-    Event,
-    JsonDict,
-    Membership,
-    MembershipRecord,
-    Requester,
-    ServerEventTarget,
-)
+from homeserver.types import Requester
 
 _HERO_LIMIT = 5
 # Server events a new device's initial sync shows (the most recent ones).

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from backends import Storage
+from backends.records import Membership, TypingChange
 from homeserver.clock import Clock
 from homeserver.engine.deadlines import DeadlineLoop
 from homeserver.engine.notifier import Notifier
 from homeserver.errors import Forbidden
-from homeserver.types import Membership, Requester, TypingChange
+from homeserver.types import Requester
 
 
 class TypingService:

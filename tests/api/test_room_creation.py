@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from backends.records import RoomRecord
 from homeserver.engine import Engine
-from homeserver.types import RoomRecord
 from tests.api.rooms_helpers import (
     EVENT_ID_RE,
     ROOM_ID_RE,

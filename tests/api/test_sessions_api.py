@@ -19,11 +19,11 @@ import trio
 from quart.testing import QuartClient
 from trio.testing import MockClock
 
+from backends.records import JsonDict, Presence
 from homeserver.app import create_app
 from homeserver.asgi import ASGIApp, HomeserverASGI
 from homeserver.clock import TrioClock
 from homeserver.engine import Engine
-from homeserver.types import JsonDict, Presence
 from tests.engine.conftest import (
     Client,
     Harness,

@@ -6,7 +6,7 @@ import itertools
 from typing import Any
 
 from backends import Storage
-from homeserver.types import (
+from backends.records import (
     AccessToken,
     DeviceRecord,
     Event,

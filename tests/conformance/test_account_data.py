@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from backends import Storage
-from homeserver.types import AccountDataRecord
+from backends.records import AccountDataRecord
 
 from .records import ALICE, BOB, OTHER_ROOM, ROOM
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from backends import Storage
-from homeserver.types import JsonDict, NewEvent
+from backends.records import JsonDict, NewEvent
 
 from .records import ALICE, ROOM, append_one, event_id, make_room
 

@@ -14,7 +14,7 @@ import trio.testing
 
 from backends import DuplicateTransaction, Storage
 from backends.protocols import AuthLookup
-from homeserver.types import AccountDataRecord, ClientTxn, NewEvent
+from backends.records import AccountDataRecord, ClientTxn, NewEvent
 
 from .records import (
     ALICE,

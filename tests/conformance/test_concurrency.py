@@ -10,7 +10,7 @@ import trio
 import trio.lowlevel
 
 from backends import Conflict, Storage
-from homeserver.types import Event
+from backends.records import Event
 
 from .records import (
     ALICE,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from backends import Conflict, NotFound, Storage
-from homeserver.types import Event, NewEvent
+from backends.records import Event, NewEvent
 
 from .records import (
     ALICE,

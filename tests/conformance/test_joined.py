@@ -9,7 +9,7 @@ import pytest
 import trio
 
 from backends import Storage
-from homeserver.types import MembershipRecord
+from backends.records import MembershipRecord
 
 from .records import (
     ALICE,

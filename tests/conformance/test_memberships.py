@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from backends import NotFound, Storage
-from homeserver.types import MembershipRecord
+from backends.records import MembershipRecord
 
 from .records import ALICE, BOB, CAROL, OTHER_ROOM, ROOM, append_one, make_room, member, state
 

@@ -6,7 +6,7 @@ import itertools
 from functools import partial
 
 from backends import Storage
-from homeserver.types import PresenceRecord
+from backends.records import PresenceRecord
 
 from .records import ALICE, BOB, CAROL, ROOM, append_one, make_room, message
 from .support import gather

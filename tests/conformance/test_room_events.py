@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from backends import Storage
-from homeserver.types import Event
+from backends.records import Event
 
 from .records import OTHER_ROOM, ROOM, append_one, make_room, message, messages
 

@@ -15,10 +15,11 @@ from typing import Any
 
 from backends import BackendUnavailable, Storage
 from backends.protocols import TransactionStore
+from backends.records import UserRecord
 from homeserver.clock import TrioClock
 from homeserver.engine import Engine
 from homeserver.engine.rooms import CreateRoomRequest
-from homeserver.types import Requester, UserRecord
+from homeserver.types import Requester
 from tests.helpers import make_config
 
 ALICE = "@alice:test.local"

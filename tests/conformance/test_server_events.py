@@ -9,7 +9,7 @@ from functools import partial
 import pytest
 
 from backends import Conflict, Storage
-from homeserver.types import JsonDict, ServerEvent, ServerEventTarget
+from backends.records import JsonDict, ServerEvent, ServerEventTarget
 
 from .records import (
     ALICE,

@@ -9,7 +9,7 @@ import trio
 
 from backends import Storage
 from backends.protocols import AuthLookup, SessionStart
-from homeserver.types import SessionRecord
+from backends.records import SessionRecord
 
 from .records import ALICE, BOB, login, session
 from .support import gather

@@ -20,9 +20,9 @@ from sqlalchemy import event
 import backends.memory.rooms
 import backends.memory.state
 from backends import DuplicateTransaction, Storage, StorageError
+from backends.records import ClientTxn, JsonDict, NewEvent
 from backends.redis.rooms import RedisRoomStore
 from backends.sql.rooms import SqlRoomStore
-from homeserver.types import ClientTxn, JsonDict, NewEvent
 
 from .records import ALICE, make_room, member, message, state
 from .support import Backend

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from backends import Conflict, DuplicateTransaction, NotFound, Storage
-from homeserver.types import ClientTxn, NewEvent
+from backends.records import ClientTxn, NewEvent
 
 from .records import ALICE, BOB, OTHER_ROOM, ROOM, append_one, make_room, member, message
 from .support import gather

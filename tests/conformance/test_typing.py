@@ -9,7 +9,7 @@ from functools import partial
 import trio
 
 from backends import Storage
-from homeserver.types import TypingChange
+from backends.records import TypingChange
 
 from .records import ALICE, BOB, CAROL, OTHER_ROOM, ROOM, append_one, make_room, message
 from .support import gather

@@ -15,10 +15,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from backends.records import Event, NewEvent
 from backends.redis.rooms import RedisRoomStore
 from backends.sql.rooms import SqlRoomStore
 from homeserver.cli import main
-from homeserver.types import Event, NewEvent
 
 CRASH_MARK = "org.example.crash_after_store"
 # What server_process runs instead of `-m homeserver`.

@@ -21,19 +21,13 @@ import trio.testing
 
 from backends import Storage
 from backends.memory import open_memory_storage
+from backends.records import AccessToken, DeviceRecord, JsonDict, PresenceRecord, UserRecord
 from homeserver.clock import TrioClock
 from homeserver.engine import Engine
 from homeserver.engine.filters import SyncFilter
 from homeserver.engine.rooms import CreateRoomRequest
 from homeserver.engine.sync import SyncRequest, parse_stream_token
-from homeserver.types import (
-    AccessToken,
-    DeviceRecord,
-    JsonDict,
-    PresenceRecord,
-    Requester,
-    UserRecord,
-)
+from homeserver.types import Requester
 from tests.helpers import make_config
 
 START_MS = 1_700_000_000_000

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from backends.records import JsonDict, RoomRecord
 from homeserver.engine.rooms import CreateRoomRequest
-from homeserver.types import JsonDict, RoomRecord
 from plugins.loader import PluginSpec
 from tests.engine.conftest import Client, Harness
 

@@ -9,9 +9,9 @@ import pytest
 import trio
 from trio.testing import MockClock
 
+from backends.records import JsonDict, Presence, SessionRecord
 from homeserver.engine.presence import aggregate
 from homeserver.errors import Forbidden, InvalidParam, NotFoundError
-from homeserver.types import JsonDict, Presence, SessionRecord
 from tests.engine.conftest import START_MS, Client, Harness, MakeHarness, presence_events
 
 T = 10_000

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from trio.testing import MockClock
 
+from backends.records import Membership
 from homeserver.engine.rooms import CreateRoomRequest
 from homeserver.errors import BadJson, InvalidParam, MatrixError, NotFoundError
-from homeserver.types import Membership
 from tests.engine.conftest import MakeHarness
 from tests.engine.rooms_helpers import (
     create,

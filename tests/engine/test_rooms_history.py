@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 from trio.testing import MockClock
 
+from backends.records import Event, Membership
 from homeserver.engine.rooms import MessagesPage, ended_a_join
 from homeserver.errors import Forbidden, NotFoundError
-from homeserver.types import Event, Membership
 from tests.engine.conftest import Client, Harness, MakeHarness
 from tests.engine.rooms_helpers import create
 

@@ -9,6 +9,7 @@ import dataclasses
 import pytest
 from trio.testing import MockClock
 
+from backends.records import Event, JsonDict, Membership
 from homeserver.engine.events import INVITE_REASON_HIDDEN, INVITE_ROOM_STATE
 from homeserver.engine.rooms import invite_state_events
 from homeserver.engine.rooms.invites import (
@@ -19,7 +20,6 @@ from homeserver.engine.rooms.invites import (
 )
 from homeserver.errors import Forbidden, InvalidParam, MatrixError, NotFoundError
 from homeserver.namespace import INVITE_STATE_POLICY
-from homeserver.types import Event, JsonDict, Membership
 from plugins.api import InviteRedaction
 from tests.engine.conftest import Client, Harness, MakeHarness
 from tests.engine.rooms_helpers import create, membership, scripted

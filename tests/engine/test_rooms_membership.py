@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from trio.testing import MockClock
 
+from backends.records import Membership
 from homeserver.errors import Forbidden, InvalidParam, MatrixError, NotFoundError
-from homeserver.types import Membership
 from tests.engine.conftest import Client, Harness, MakeHarness
 from tests.engine.rooms_helpers import create, membership, scripted, state
 

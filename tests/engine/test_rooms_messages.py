@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from trio.testing import MockClock
 
+from backends.records import JsonDict
 from homeserver.errors import BadJson, Forbidden, InvalidParam, MatrixError
-from homeserver.types import JsonDict
 from tests.engine.conftest import Client, Harness, MakeHarness
 from tests.engine.rooms_helpers import create, scripted, state
 

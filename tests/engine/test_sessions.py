@@ -9,9 +9,9 @@ import pytest
 import trio
 from trio.testing import MockClock
 
+from backends.records import Presence
 from homeserver.engine.sessions import SessionExpired
 from homeserver.errors import Forbidden, InvalidParam, MatrixError, NotFoundError, UnknownToken
-from homeserver.types import Presence
 from tests.engine.conftest import Client, Harness, MakeHarness
 
 T = 10_000  # session_timeout_ms of most tests

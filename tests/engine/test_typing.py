@@ -10,8 +10,8 @@ import pytest
 import trio
 from trio.testing import MockClock
 
+from backends.records import JsonDict, Presence
 from homeserver.errors import Forbidden
-from homeserver.types import JsonDict, Presence
 from tests.engine.conftest import Client, Harness, MakeHarness, typing_users
 
 T = 10_000

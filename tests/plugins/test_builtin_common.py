@@ -17,11 +17,11 @@ from quart.testing import QuartClient
 
 from backends import Storage
 from backends.memory import open_memory_storage
+from backends.records import JsonDict
 from homeserver.app import create_app
 from homeserver.clock import Clock
 from homeserver.config import load_config
 from homeserver.engine import Engine
-from homeserver.types import JsonDict
 from plugins.builtin import blocklist, content, first_contact, ratelimit
 from plugins.loader import PluginLoadError, PluginSpec
 from tests.helpers import Api, Reply, User, make_config, q

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from homeserver.types import JsonDict
+from backends.records import JsonDict
 from tests.helpers import Api, Reply, User, q
 from tests.plugins.test_builtin_common import (
     CONTENT,

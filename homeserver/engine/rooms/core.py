@@ -13,21 +13,14 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from backends import Storage
+from backends.records import ClientTxn, Event, JsonDict, Membership, NewEvent, RoomRecord
 from homeserver.clock import Clock
 from homeserver.engine.events import client_event, new_event_id
 from homeserver.engine.locks import KeyedLock
 from homeserver.engine.notifier import Notifier
 from homeserver.engine.power_levels import PowerLevels
 from homeserver.errors import Forbidden
-from homeserver.types import (
-    ClientTxn,
-    Event,
-    JsonDict,
-    Membership,
-    NewEvent,
-    Requester,
-    RoomRecord,
-)
+from homeserver.types import Requester
 
 
 class RoomCore:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from backends import Storage
+from backends.records import JsonDict, Membership, NewEvent, RoomRecord
 from homeserver.clock import Clock
 from homeserver.engine.event_sources import Signal
 from homeserver.engine.events import MAX_EVENT_BYTES, event_size, new_room_id
@@ -18,7 +19,7 @@ from homeserver.engine.power_levels import validate_power_levels
 from homeserver.engine.rooms.core import RoomCore
 from homeserver.engine.rooms.invites import RoomInvites
 from homeserver.errors import InvalidParam, MatrixError
-from homeserver.types import JsonDict, Membership, NewEvent, Requester, RoomRecord
+from homeserver.types import Requester
 from plugins.api import InviteDecision, RoomCreated, RoomCreationCheck
 
 SUPPORTED_ROOM_VERSIONS = ("10", "11")

@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from backends import Storage
+from backends.records import Event, JsonDict, Membership
 from homeserver.engine.rooms.core import RoomCore
 from homeserver.errors import Forbidden, NotFoundError
-from homeserver.types import Event, JsonDict, Membership, Requester
+from homeserver.types import Requester
 
 
 @dataclass(frozen=True)

@@ -9,22 +9,14 @@ import fnmatch
 from collections.abc import Sequence
 
 from backends import Storage
+from backends.records import Event, JsonDict, Membership, NewEvent, RoomRecord
 from homeserver.engine.accounts import Accounts
 from homeserver.engine.events import INVITE_REASON_HIDDEN, INVITE_ROOM_STATE, stripped_state
 from homeserver.engine.gatekeeper import Gatekeeper, raise_for
 from homeserver.engine.rooms.core import RoomCore
 from homeserver.errors import Forbidden, InvalidParam, MatrixError, NotFoundError
 from homeserver.namespace import INVITE_STATE_POLICY
-from homeserver.types import (
-    Event,
-    JsonDict,
-    Membership,
-    NewEvent,
-    Requester,
-    RoomRecord,
-    is_user_id,
-    server_name_of,
-)
+from homeserver.types import Requester, is_user_id, server_name_of
 from plugins.api import InviteCheck, InviteDecision, InviteRedaction, Verdict
 
 INVITE_PERMISSION_CONFIG = "m.invite_permission_config"

@@ -4,10 +4,11 @@ profile change carried into the member events of the user's joined rooms."""
 from __future__ import annotations
 
 from backends import Storage
+from backends.records import JsonDict, Membership
 from homeserver.engine.gatekeeper import Gatekeeper, raise_for
 from homeserver.engine.rooms.core import RoomCore
 from homeserver.errors import Forbidden, InvalidParam, MatrixError, NotFoundError
-from homeserver.types import JsonDict, Membership, Requester, is_user_id
+from homeserver.types import Requester, is_user_id
 from plugins.api import JoinCheck
 
 PROFILE_FIELDS = ("displayname", "avatar_url")

@@ -7,12 +7,13 @@ from __future__ import annotations
 import copy
 
 from backends import DuplicateTransaction, Storage
+from backends.records import ClientTxn, JsonDict
 from homeserver.engine.events import MAX_EVENT_BYTES, event_size, new_event_id
 from homeserver.engine.gatekeeper import Gatekeeper, raise_for
 from homeserver.engine.power_levels import PowerLevels, validate_power_levels
 from homeserver.engine.rooms.core import RoomCore
 from homeserver.errors import BadJson, Forbidden, InvalidParam, MatrixError
-from homeserver.types import ClientTxn, JsonDict, Requester
+from homeserver.types import Requester
 from plugins.api import EventCheck, Verdict
 
 
