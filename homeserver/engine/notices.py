@@ -78,8 +78,7 @@ class ServerNotices:
         if target_kind == ServerEventTarget.USER and target is not None:
             return [target]
         if target_kind == ServerEventTarget.ROOM and target is not None:
-            members = await self._storage.rooms.get_room_members(target)
-            return [m.user_id for m in members if m.membership == Membership.JOIN]
+            return await self._storage.rooms.get_joined_members(target)
         users: list[str] = []
         after: str | None = None
         while page := await self._storage.users.list_user_ids(after=after, limit=PAGE):

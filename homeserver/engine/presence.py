@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from backends import Storage
-from backends.records import JsonDict, Membership, Presence, PresenceRecord, SessionRecord
+from backends.records import JsonDict, Presence, PresenceRecord, SessionRecord
 from homeserver.clock import Clock
 from homeserver.engine.locks import KeyedLock
 from homeserver.engine.notifier import Notifier
@@ -46,12 +46,8 @@ class PresenceService:
     async def audience(self, user_id: str) -> set[str]:
         """The user and everyone who shares a joined room with them."""
         users = {user_id}
-        for membership in await self._storage.rooms.get_user_memberships(user_id):
-            if membership.membership != Membership.JOIN:
-                continue
-            for member in await self._storage.rooms.get_room_members(membership.room_id):
-                if member.membership == Membership.JOIN:
-                    users.add(member.user_id)
+        for room_id in await self._storage.rooms.get_joined_rooms(user_id):
+            users.update(await self._storage.rooms.get_joined_members(room_id))
         return users
 
     async def recompute(self, user_id: str) -> PresenceRecord | None:

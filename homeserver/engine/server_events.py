@@ -18,7 +18,7 @@ from homeserver.engine.notifier import Notifier
 
 if TYPE_CHECKING:
     from homeserver.engine.notices import ServerNotices
-from backends.records import JsonDict, Membership, NewServerEvent, ServerEvent, ServerEventTarget
+from backends.records import JsonDict, NewServerEvent, ServerEvent, ServerEventTarget
 from homeserver.errors import InvalidParam, MatrixError, NotFoundError
 from homeserver.types import is_room_id, is_user_id
 
@@ -72,11 +72,7 @@ class ServerEvents:
         elif target_kind == ServerEventTarget.ROOM:
             if not is_room_id(target) or await self._storage.rooms.get_room(str(target)) is None:
                 raise NotFoundError(f"Unknown room {target}")
-            recipients = [
-                m.user_id
-                for m in await self._storage.rooms.get_room_members(str(target))
-                if m.membership == Membership.JOIN
-            ]
+            recipients = await self._storage.rooms.get_joined_members(str(target))
         elif target_kind == ServerEventTarget.ALL_USERS:
             target, recipients = None, None
         else:

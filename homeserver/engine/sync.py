@@ -211,9 +211,7 @@ class Sync:
             return []
         audience = {user_id}
         for room_id in joined_ids:
-            for member in await self._storage.rooms.get_room_members(room_id):
-                if member.membership == Membership.JOIN:
-                    audience.add(member.user_id)
+            audience.update(await self._storage.rooms.get_joined_members(room_id))
         records = await self._storage.presence.get_presence_since(sorted(audience), since or 0)
         return [
             {

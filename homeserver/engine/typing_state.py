@@ -33,9 +33,7 @@ class TypingService:
         """Wake the joined members of every room whose typing set changed."""
         users: set[str] = set()
         for room_id in {c.room_id for c in changes}:
-            for member in await self._storage.rooms.get_room_members(room_id):
-                if member.membership == Membership.JOIN:
-                    users.add(member.user_id)
+            users.update(await self._storage.rooms.get_joined_members(room_id))
         self._notifier.notify(users)
 
     async def set_typing(

@@ -141,11 +141,7 @@ class RoomCore:
         return content
 
     async def joined_rooms(self, user_id: str) -> list[str]:
-        return [
-            m.room_id
-            for m in await self._storage.rooms.get_user_memberships(user_id)
-            if m.membership == Membership.JOIN
-        ]
+        return await self._storage.rooms.get_joined_rooms(user_id)
 
     async def share_a_room(self, user_a: str, user_b: str) -> bool:
         """Whether both users are joined to at least one common room."""
