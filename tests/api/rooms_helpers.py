@@ -90,13 +90,6 @@ async def login(api: Api, user: User) -> User:
     return User(user.user_id, reply.body["access_token"], reply.body["device_id"], user.password)
 
 
-def assert_error(reply: Reply, status: int, errcode: str) -> None:
-    assert reply.status == status, reply.body
-    assert reply.errcode == errcode, reply.body
-    assert isinstance(reply.body["error"], str) and reply.body["error"]
-    assert reply.headers["content-type"] == "application/json"
-
-
 async def all_messages(api: Api, user: User, room_id: str) -> list[dict[str, Any]]:
     """The whole visible history, oldest first."""
     reply = await messages(api, user, room_id, dir="f", limit="1000")

@@ -4,16 +4,8 @@ Spam-policy plugins and invite state: tests/plugins/test_invites.py."""
 
 from __future__ import annotations
 
-from tests.api.rooms_helpers import (
-    assert_error,
-    get_state,
-    invite,
-    join,
-    post,
-    room_path,
-    state_content,
-)
-from tests.helpers import Api, User, q
+from tests.api.rooms_helpers import get_state, invite, join, post, room_path, state_content
+from tests.helpers import Api, User, assert_error, q
 
 # -- invite ----------------------------------------------------------------------------
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from tests.api.rooms_helpers import (
-    assert_error,
     invite,
     join,
     make_moderated_room,
@@ -14,7 +13,7 @@ from tests.api.rooms_helpers import (
     state_content,
     texts,
 )
-from tests.helpers import Api, User, q
+from tests.helpers import Api, User, assert_error, q
 
 # -- join ------------------------------------------------------------------------------
 

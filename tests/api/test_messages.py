@@ -7,7 +7,6 @@ from typing import Any
 from tests.api.rooms_helpers import (
     EVENT_ID_RE,
     SERVER,
-    assert_error,
     get_state,
     invite,
     join,
@@ -21,7 +20,7 @@ from tests.api.rooms_helpers import (
     state_content,
     texts,
 )
-from tests.helpers import Api, User, q
+from tests.helpers import Api, User, assert_error, q
 
 # -- send ------------------------------------------------------------------------------
 

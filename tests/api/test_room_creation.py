@@ -13,13 +13,12 @@ from tests.api.rooms_helpers import (
     EVENT_ID_RE,
     ROOM_ID_RE,
     all_messages,
-    assert_error,
     get_state,
     join,
     room_path,
     state_content,
 )
-from tests.helpers import Api, User
+from tests.helpers import Api, User, assert_error
 
 # -- createRoom ------------------------------------------------------------------------
 

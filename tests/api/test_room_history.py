@@ -5,7 +5,6 @@ from __future__ import annotations
 from tests.api.rooms_helpers import (
     EVENT_ID_RE,
     all_messages,
-    assert_error,
     get_state,
     invite,
     join,
@@ -15,7 +14,7 @@ from tests.api.rooms_helpers import (
     room_path,
     texts,
 )
-from tests.helpers import Api, User, q
+from tests.helpers import Api, User, assert_error, q
 
 # -- state -----------------------------------------------------------------------------
 

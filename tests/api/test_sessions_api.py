@@ -32,7 +32,7 @@ from tests.engine.conftest import (
     start_engine,
     typing_users,
 )
-from tests.helpers import Api, Reply, q
+from tests.helpers import Api, Reply, assert_error, q
 
 T = 10_000  # session_timeout_ms unless a test says otherwise
 HEADER = "Matrix-Session"
@@ -185,12 +185,6 @@ def sent_session(reply: Reply) -> str | None:
     values = [v for k, v in reply.headers.items() if k.lower() == HEADER.lower()]
     assert len(values) <= 1
     return values[0] if values else None
-
-
-def assert_error(reply: Reply, status: int, errcode: str) -> None:
-    assert reply.status == status, reply.body
-    assert reply.errcode == errcode, reply.body
-    assert isinstance(reply.body["error"], str) and reply.body["error"]
 
 
 def assert_expired(reply: Reply, session_id: str) -> None:

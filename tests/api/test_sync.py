@@ -10,7 +10,7 @@ import trio
 import trio.testing
 
 from homeserver.engine import Engine
-from tests.helpers import Api, Reply, User, q
+from tests.helpers import Api, Reply, User, assert_error, q
 
 STRIPPED_KEYS = {"type", "state_key", "sender", "content"}
 
@@ -58,12 +58,6 @@ def timeline_texts(room: dict[str, Any]) -> list[str]:
 
 def state_keys(events: list[dict[str, Any]]) -> set[tuple[str, str]]:
     return {(e["type"], e["state_key"]) for e in events if "state_key" in e}
-
-
-def assert_error(reply: Reply, status: int, errcode: str) -> None:
-    assert reply.status == status, reply.body
-    assert reply.errcode == errcode, reply.body
-    assert isinstance(reply.body["error"], str) and reply.body["error"]
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from backends.memory import open_memory
 from homeserver.app import create_app
 from homeserver.engine import Engine
 from homeserver.namespace import INVITE_STATE_POLICY
-from tests.helpers import Api, Reply, User, make_config, q
+from tests.helpers import Api, Reply, User, assert_error, make_config, q
 
 STRIPPED_KEYS = {"type", "state_key", "sender", "content"}
 DEFAULT_TYPES = {
@@ -84,11 +84,6 @@ def by_type(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     out = {e["type"]: e for e in events if e["type"] != "m.room.member"}
     assert len(out) == len([e for e in events if e["type"] != "m.room.member"]), events
     return out
-
-
-def assert_error(reply: Reply, status: int, errcode: str) -> None:
-    assert reply.status == status, reply.body
-    assert reply.errcode == errcode, reply.body
 
 
 async def full_room(s: Server) -> str:

@@ -26,7 +26,7 @@ from homeserver.engine import Engine
 from homeserver.namespace import INVITE_STATE_POLICY
 from plugins.api import EventCheck, InviteCheck, JoinCheck, RoomCreationCheck
 from plugins.loader import PluginLoadError, PluginSpec
-from tests.helpers import Api, Reply, User, make_config, q
+from tests.helpers import Api, Reply, User, assert_error, make_config, q
 from tests.plugins import sample_plugins
 
 SAMPLES = "tests.plugins.sample_plugins"
@@ -127,12 +127,6 @@ async def serve(*plugins: PluginSpec, **overrides: Any) -> AsyncIterator[World]:
             assert joined.status == 200, joined.body
             engine.gatekeeper.hooks = hooks
             yield World(api, engine, alice, bob, carol, dave, room_id)
-
-
-def assert_error(reply: Reply, status: int, errcode: str) -> None:
-    assert reply.status == status, reply.body
-    assert reply.errcode == errcode, reply.body
-    assert isinstance(reply.body["error"], str) and reply.body["error"]
 
 
 def invite_events(events: list[dict[str, Any]], invitee: User) -> list[dict[str, Any]]:
