@@ -17,13 +17,13 @@ from tests.engine.conftest import Client, Harness, MakeHarness
 T = 10_000  # session_timeout_ms of most tests
 
 
-def assert_error(exc: MatrixError, status: int, errcode: str) -> None:
+def assert_raised(exc: MatrixError, status: int, errcode: str) -> None:
     assert (exc.status, exc.errcode) == (status, errcode)
     assert exc.message
 
 
 def assert_expired(exc: SessionExpired, session_id: str) -> None:
-    assert_error(exc, 409, "M_SESSION_EXPIRED")
+    assert_raised(exc, 409, "M_SESSION_EXPIRED")
     assert exc.to_json() == {
         "errcode": "M_SESSION_EXPIRED",
         "error": exc.message,
@@ -93,7 +93,7 @@ async def test_unknown_token_is_refused_before_any_session_work(
     for session_id in (None, "abc"):
         with pytest.raises(UnknownToken) as info:
             await h.engine.sessions.begin_request("no-such-token", session_id)
-        assert_error(info.value, 401, "M_UNKNOWN_TOKEN")
+        assert_raised(info.value, 401, "M_UNKNOWN_TOKEN")
     assert h.published == []
 
 
@@ -166,7 +166,7 @@ async def test_end_stops_typing_and_recomputes_presence_at_once(
     # Already ended.
     with pytest.raises(NotFoundError) as info:
         await h.engine.sessions.end(alice.user_id, sid)
-    assert_error(info.value, 404, "M_NOT_FOUND")
+    assert_raised(info.value, 404, "M_NOT_FOUND")
 
 
 async def test_end_unknown_or_foreign_session(
@@ -178,10 +178,10 @@ async def test_end_unknown_or_foreign_session(
     bobs = await h.touch(bob)
     with pytest.raises(NotFoundError) as not_found:
         await h.engine.sessions.end(alice.user_id, "no-such-session")
-    assert_error(not_found.value, 404, "M_NOT_FOUND")
+    assert_raised(not_found.value, 404, "M_NOT_FOUND")
     with pytest.raises(Forbidden) as forbidden:
         await h.engine.sessions.end(alice.user_id, bobs)
-    assert_error(forbidden.value, 403, "M_FORBIDDEN")
+    assert_raised(forbidden.value, 403, "M_FORBIDDEN")
     assert await h.live_sessions(bob) == [bobs]
     assert h.changes(bob.user_id) == [Presence.ONLINE]
 
@@ -393,7 +393,7 @@ async def test_a_session_id_of_another_device_or_user_is_forbidden(
     for session_id in (on_laptop, bobs):
         with pytest.raises(Forbidden) as info:
             await h.touch(phone, session_id)
-        assert_error(info.value, 403, "M_FORBIDDEN")
+        assert_raised(info.value, 403, "M_FORBIDDEN")
     # Nothing happened: no session for the phone, the laptop's deadline did not move.
     assert await h.live_sessions(phone) == []
     assert await h.storage.sessions.get_session(on_laptop) == before
@@ -409,7 +409,7 @@ async def test_a_malformed_session_id_is_invalid(
     alice = await h.client("alice")
     with pytest.raises(InvalidParam) as info:
         await h.touch(alice, session_id)
-    assert_error(info.value, 400, "M_INVALID_PARAM")
+    assert_raised(info.value, 400, "M_INVALID_PARAM")
     assert await h.live_sessions(alice) == []
     assert h.published == []
 
