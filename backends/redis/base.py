@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, ClassVar, Concatenate, Generic, ParamSpec, TypeVar
 
 import coredis
 import coredis.exceptions
 import trio
-from coredis.commands.script import Script
 
 from backends.errors import BackendUnavailable, StorageError
 from backends.redis.keys import Keys
 from backends.redis.scripts import Scripts
+
+_T = TypeVar("_T")
 
 
 class RedisContext:
@@ -44,11 +46,26 @@ class RedisContext:
         a ConnectionError); new ones are opened on demand."""
         self.client.connection_pool.disconnect()
 
-    async def run(self, script: Script[str], keys: Sequence[str], args: Sequence[str]) -> object:
-        """Run a script. Its reply is an `object`: each caller parses it into its type
-        (`reply_int`, `reply_list`, the codec, or a script's own parser) and reports a
-        shape the script never returns as StorageError."""
-        return await script(keys=keys, args=args)
+    async def run(self, call: ScriptCall[_T]) -> _T:
+        """Run a call's script with its KEYS and ARGV, and parse the reply."""
+        reply: object = await self.scripts[call.script](keys=call.keys, args=call.args)
+        return call.parse(reply)
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptCall(Generic[_T]):
+    """One call of the script `lua/<script>.lua`: its KEYS and ARGV, built by the
+    subclass's `build` from named, typed parameters in the layout the script's header
+    describes, and `parse`, which makes the script's reply (an `object`) a `_T`,
+    raising `unexpected_reply` (StorageError) for a shape the script never returns.
+    Each subclass sits next to the store that uses it."""
+
+    script: ClassVar[str]
+    keys: list[str]
+    args: list[str]
+
+    def parse(self, reply: object) -> _T:
+        raise NotImplementedError
 
 
 class RedisStore:
@@ -56,7 +73,11 @@ class RedisStore:
         self._ctx = ctx
         self._r = ctx.client
         self._k = ctx.keys
-        self._scripts = ctx.scripts
+
+    async def _earliest_deadline(self, zset: str) -> int | None:
+        """The lowest score of a deadline set (its first member: O(log n)), or None."""
+        first = await self._r.zrange(zset, 0, 0, withscores=True)
+        return int(first[0].score) if first else None
 
 
 _S = TypeVar("_S", bound=RedisStore)
@@ -138,12 +159,6 @@ def unexpected_reply(reply: object) -> StorageError:
     return StorageError(f"unexpected reply from Redis: {reply!r}")
 
 
-async def earliest_deadline(store: RedisStore, zset: str) -> int | None:
-    """The lowest score of a deadline set (its first member: O(log n)), or None."""
-    first = await store._r.zrange(zset, 0, 0, withscores=True)
-    return int(first[0].score) if first else None
-
-
 def reply_int(reply: object) -> int:
     """A script's integer reply (a Lua number, or its decimal text)."""
     if isinstance(reply, bool) or not isinstance(reply, int | str | bytes):
@@ -152,6 +167,13 @@ def reply_int(reply: object) -> int:
         return int(reply)
     except ValueError as exc:
         raise unexpected_reply(reply) from exc
+
+
+def reply_flag(reply: object) -> bool:
+    """A script's 0/1 reply."""
+    if isinstance(reply, bool) or reply not in (0, 1):
+        raise unexpected_reply(reply)
+    return reply == 1
 
 
 def reply_list(reply: object) -> list[object]:

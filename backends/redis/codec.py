@@ -260,7 +260,11 @@ def json_from_stored(text: str, what: str) -> JsonDict:
 
 def hash_from_flat(flat: object) -> dict[str, str]:
     """A hash from a script's HGETALL reply (a flat field/value list)."""
-    if not isinstance(flat, list | tuple) or len(flat) % 2:
+    if (
+        not isinstance(flat, list | tuple)
+        or len(flat) % 2
+        or not all(isinstance(item, str) for item in flat)
+    ):
         raise StorageError(f"unexpected reply from Redis: {flat!r}")
     return dict(zip(flat[::2], flat[1::2], strict=True))
 

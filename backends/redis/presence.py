@@ -3,11 +3,43 @@ from the stream counter inside the script that stores it."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from typing import ClassVar
 
 from backends.records import PresenceRecord
 from backends.redis import codec
-from backends.redis.base import RedisStore, idempotent, once, reply_int
+from backends.redis.base import RedisStore, ScriptCall, idempotent, once, reply_int
+from backends.redis.keys import Keys
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PutPresenceCall(ScriptCall[PresenceRecord]):
+    """`lua/put_presence.lua`: store a user's presence at a new stream position."""
+
+    script: ClassVar[str] = "put_presence"
+
+    record: PresenceRecord
+
+    @classmethod
+    def build(
+        cls, k: Keys, user_id: str, presence: str, status_msg: str | None, last_active_ts: int
+    ) -> PutPresenceCall:
+        return cls(
+            [k.stream_pos, k.presence],
+            [user_id, codec.presence_tail(presence, status_msg, last_active_ts)],
+            PresenceRecord(
+                user_id=user_id,
+                presence=presence,
+                status_msg=status_msg,
+                last_active_ts=last_active_ts,
+                stream_pos=0,
+            ),
+        )
+
+    def parse(self, reply: object) -> PresenceRecord:
+        """The stored record, with the position of the change."""
+        return dataclasses.replace(self.record, stream_pos=reply_int(reply))
 
 
 class RedisPresenceStore(RedisStore):
@@ -20,18 +52,8 @@ class RedisPresenceStore(RedisStore):
     async def put_presence(
         self, user_id: str, presence: str, status_msg: str | None, last_active_ts: int
     ) -> PresenceRecord:
-        pos = await self._ctx.run(
-            self._scripts.put_presence,
-            [self._k.stream_pos, self._k.presence],
-            [user_id, codec.presence_tail(presence, status_msg, last_active_ts)],
-        )
-        return PresenceRecord(
-            user_id=user_id,
-            presence=presence,
-            status_msg=status_msg,
-            last_active_ts=last_active_ts,
-            stream_pos=reply_int(pos),
-        )
+        call = PutPresenceCall.build(self._k, user_id, presence, status_msg, last_active_ts)
+        return await self._ctx.run(call)
 
     @idempotent
     async def get_presence_since(self, user_ids: Sequence[str], after: int) -> list[PresenceRecord]:

@@ -4,22 +4,46 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 from backends.errors import Conflict, DuplicateTransaction, NotFound, StorageError
 from backends.records import ClientTxn, Event, MembershipRecord, NewEvent, RoomRecord
 from backends.redis import codec
-from backends.redis.base import RedisStore, idempotent, once, unexpected_reply
+from backends.redis.base import (
+    RedisStore,
+    ScriptCall,
+    idempotent,
+    once,
+    reply_flag,
+    reply_int,
+    unexpected_reply,
+)
 from backends.redis.keys import Keys, state_field
 
 
 @dataclass(frozen=True, slots=True)
-class AppendEventsCall:
+class CreateHashCall(ScriptCall[bool]):
+    """`lua/create_hash.lua`: create a hash unless its key exists."""
+
+    script: ClassVar[str] = "create_hash"
+
+    @classmethod
+    def build(cls, hash_key: str, fields: Sequence[str]) -> CreateHashCall:
+        return cls([hash_key], list(fields))
+
+    def parse(self, reply: object) -> bool:
+        """True if the hash was created, False if the key existed."""
+        return reply_flag(reply)
+
+
+@dataclass(frozen=True, slots=True)
+class AppendEventsCall(ScriptCall[list[Event]]):
     """One call of `lua/append_events.lua`: its KEYS/ARGV layout (8 keys and 8 values
     per event, as the script's header describes) built in one place, and its reply
     parsed into the stored events."""
 
-    keys: list[str]
-    args: list[str]
+    script: ClassVar[str] = "append_events"
+
     bodies: list[str]
 
     @classmethod
@@ -86,20 +110,111 @@ class AppendEventsCall:
             raise unexpected_reply(reply) from exc
 
 
-def _flag(reply: object) -> bool:
-    """A script's 0/1 reply (`forget_room`)."""
-    if reply not in (0, 1):
-        raise unexpected_reply(reply)
-    return reply == 1
+@dataclass(frozen=True, slots=True)
+class CurrentStateCall(ScriptCall[list[Event]]):
+    """`lua/current_state.lua`: a room's current state events."""
+
+    script: ClassVar[str] = "current_state"
+
+    @classmethod
+    def build(cls, k: Keys, room_id: str) -> CurrentStateCall:
+        return cls([k.room_state(room_id), k.events], [])
+
+    def parse(self, reply: object) -> list[Event]:
+        """The events in stream order."""
+        return sorted(codec.events_from_stored(reply), key=lambda e: e.stream_pos)
+
+
+@dataclass(frozen=True, slots=True)
+class StateEventCall(ScriptCall[Event | None]):
+    """`lua/state_event.lua`: one current state event of a room."""
+
+    script: ClassVar[str] = "state_event"
+
+    @classmethod
+    def build(cls, k: Keys, room_id: str, type: str, state_key: str) -> StateEventCall:
+        return cls([k.room_state(room_id), k.events], [state_field(type, state_key)])
+
+    def parse(self, reply: object) -> Event | None:
+        if reply is None:
+            return None
+        if not isinstance(reply, str):
+            raise unexpected_reply(reply)
+        return codec.event_from_stored(reply)
+
+
+@dataclass(frozen=True, slots=True)
+class RoomEventsCall(ScriptCall[list[Event]]):
+    """`lua/room_events.lua`: a page of a room's events between two positions."""
+
+    script: ClassVar[str] = "room_events"
+
+    @classmethod
+    def build(
+        cls,
+        k: Keys,
+        room_id: str,
+        *,
+        after: int | None,
+        before: int | None,
+        limit: int,
+        newest_first: bool,
+    ) -> RoomEventsCall:
+        return cls(
+            [k.room_events(room_id), k.events],
+            [
+                "-inf" if after is None else f"({codec.clamp(after)}",
+                "+inf" if before is None else f"({codec.clamp(before)}",
+                str(codec.clamp(limit)),
+                "1" if newest_first else "0",
+            ],
+        )
+
+    def parse(self, reply: object) -> list[Event]:
+        """The events in the order asked for."""
+        return codec.events_from_stored(reply)
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillJoinedCall(ScriptCall[int]):
+    """`lua/backfill_joined.lua`: rebuild one room's joined zsets for some members."""
+
+    script: ClassVar[str] = "backfill_joined"
+
+    @classmethod
+    def build(
+        cls, k: Keys, members_key: str, room_id: str, user_ids: Sequence[str]
+    ) -> BackfillJoinedCall:
+        return cls(
+            [members_key, k.room_joined(room_id), *(k.user_joined(u) for u in user_ids)],
+            [room_id, *user_ids],
+        )
+
+    def parse(self, reply: object) -> int:
+        """How many of the users are joined."""
+        return reply_int(reply)
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetRoomCall(ScriptCall[bool]):
+    """`lua/forget_room.lua`: set a membership's forgotten flag."""
+
+    script: ClassVar[str] = "forget_room"
+
+    @classmethod
+    def build(cls, k: Keys, user_id: str, room_id: str) -> ForgetRoomCall:
+        return cls([k.room_members(room_id), k.user_rooms(user_id)], [user_id, room_id])
+
+    def parse(self, reply: object) -> bool:
+        """False if there is no membership record."""
+        return reply_flag(reply)
 
 
 class RedisRoomStore(RedisStore):
     @once
     async def create_room(self, room: RoomRecord) -> None:
-        created = await self._ctx.run(
-            self._scripts.create_hash, [self._k.room(room.room_id)], codec.room_fields(room)
-        )
-        if not created:
+        call = CreateHashCall.build(self._k.room(room.room_id), codec.room_fields(room))
+        if not await self._ctx.run(call):
             raise Conflict(f"room {room.room_id} exists")
 
     @idempotent
@@ -119,8 +234,7 @@ class RedisRoomStore(RedisStore):
                 raise ValueError("a client transaction needs an event to record")
             return []
         call = AppendEventsCall.build(self._k, events, txn)
-        reply = await self._ctx.run(self._scripts.append_events, call.keys, call.args)
-        return call.parse(reply)
+        return await self._ctx.run(call)
 
     @idempotent
     async def get_event(self, event_id: str) -> Event | None:
@@ -129,19 +243,13 @@ class RedisRoomStore(RedisStore):
 
     @idempotent
     async def get_current_state(self, room_id: str) -> list[Event]:
-        reply = await self._ctx.run(
-            self._scripts.current_state, [self._k.room_state(room_id), self._k.events], []
-        )
-        return sorted(codec.events_from_stored(reply), key=lambda e: e.stream_pos)
+        call = CurrentStateCall.build(self._k, room_id)
+        return await self._ctx.run(call)
 
     @idempotent
     async def get_state_event(self, room_id: str, type: str, state_key: str) -> Event | None:
-        text = await self._ctx.run(
-            self._scripts.state_event,
-            [self._k.room_state(room_id), self._k.events],
-            [state_field(type, state_key)],
-        )
-        return codec.event_from_stored(text) if isinstance(text, str) else None
+        call = StateEventCall.build(self._k, room_id, type, state_key)
+        return await self._ctx.run(call)
 
     @idempotent
     async def get_room_events(
@@ -155,17 +263,10 @@ class RedisRoomStore(RedisStore):
     ) -> list[Event]:
         if limit <= 0:
             return []
-        reply = await self._ctx.run(
-            self._scripts.room_events,
-            [self._k.room_events(room_id), self._k.events],
-            [
-                "-inf" if after is None else f"({codec.clamp(after)}",
-                "+inf" if before is None else f"({codec.clamp(before)}",
-                str(codec.clamp(limit)),
-                "1" if newest_first else "0",
-            ],
+        call = RoomEventsCall.build(
+            self._k, room_id, after=after, before=before, limit=limit, newest_first=newest_first
         )
-        return codec.events_from_stored(reply)
+        return await self._ctx.run(call)
 
     @idempotent
     async def get_latest_positions(self, room_ids: Sequence[str]) -> dict[str, int]:
@@ -219,22 +320,14 @@ class RedisRoomStore(RedisStore):
                 room_id = k.room_of_members_key(key)
                 user_ids = list(await self._r.hkeys(key))
                 for i in range(0, len(user_ids), 1000):
-                    chunk = user_ids[i : i + 1000]
-                    await self._ctx.run(
-                        self._scripts.backfill_joined,
-                        [key, k.room_joined(room_id), *(k.user_joined(u) for u in chunk)],
-                        [room_id, *chunk],
-                    )
+                    call = BackfillJoinedCall.build(k, key, room_id, user_ids[i : i + 1000])
+                    await self._ctx.run(call)
         await self._r.set(k.joined_index, "1")
 
     @idempotent
     async def forget_room(self, user_id: str, room_id: str) -> None:
-        found = await self._ctx.run(
-            self._scripts.forget_room,
-            [self._k.room_members(room_id), self._k.user_rooms(user_id)],
-            [user_id, room_id],
-        )
-        if not _flag(found):
+        call = ForgetRoomCall.build(self._k, user_id, room_id)
+        if not await self._ctx.run(call):
             raise NotFound(f"no membership of {user_id} in {room_id}")
 
     @idempotent

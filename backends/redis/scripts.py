@@ -4,8 +4,10 @@ Redis runs a script atomically: no other command runs between its first and last
 call, so a script is this backend's transaction. Every multi-key write goes through
 one, and so do multi-step reads that would otherwise need several round trips.
 
-Each script's file opens with its KEYS/ARGV layout and its reply; the store method
-that calls it builds exactly that layout and parses that reply, in one place.
+Each script's file opens with its KEYS/ARGV layout and its reply; its typed wrapper
+(a `base.ScriptCall` subclass next to the store that calls it, named by the script,
+e.g. `rooms.AppendEventsCall`) builds exactly that layout from named parameters and
+parses that reply, in one place.
 `lua/prelude.lua` (the helpers, and the rules every script follows) is prepended to
 each script as it is loaded.
 
@@ -48,44 +50,51 @@ def source(name: str) -> str:
     return _read("prelude") + "\n" + _read(name)
 
 
+# Every script of `lua/` (but the prelude).
+NAMES = (
+    "create_hash",
+    "create_user",
+    "set_field_if_exists",
+    "add_device_with_token",
+    "delete_devices",
+    "append_events",
+    "forget_room",
+    "backfill_joined",
+    "put_account_data",
+    "create_filter",
+    "hgetall_each",
+    "room_events",
+    "current_state",
+    "state_event",
+    "account_data_since",
+    "authenticate",
+    "start_session",
+    "touch_session",
+    "set_session_presence",
+    "end_session",
+    "end_device_sessions",
+    "take_expired_sessions",
+    "set_typing",
+    "clear_typing",
+    "clear_session_typing",
+    "take_expired_typing",
+    "put_presence",
+    "set_members_hgetall",
+    "get_typing",
+    "take_token",
+    "add_server_event",
+    "server_events",
+)
+
+
 class Scripts:
-    """The Lua scripts, bound to one client (EVALSHA, loading the script on NOSCRIPT)."""
+    """The Lua scripts, bound to one client (EVALSHA, loading the script on NOSCRIPT),
+    by name: `scripts["append_events"]`."""
 
     def __init__(self, client: coredis.Redis[str]) -> None:
-        def bind(name: str) -> Script[str]:
-            return Script(client, source(name), readonly=name in READ_ONLY)
+        self._bound = {
+            name: Script(client, source(name), readonly=name in READ_ONLY) for name in NAMES
+        }
 
-        self.create_hash = bind("create_hash")
-        self.create_user = bind("create_user")
-        self.set_field_if_exists = bind("set_field_if_exists")
-        self.add_device_with_token = bind("add_device_with_token")
-        self.delete_devices = bind("delete_devices")
-        self.append_events = bind("append_events")
-        self.forget_room = bind("forget_room")
-        self.backfill_joined = bind("backfill_joined")
-        self.put_account_data = bind("put_account_data")
-        self.create_filter = bind("create_filter")
-        self.hgetall_each = bind("hgetall_each")
-        self.room_events = bind("room_events")
-        self.current_state = bind("current_state")
-        self.state_event = bind("state_event")
-        self.account_data_since = bind("account_data_since")
-
-        self.authenticate = bind("authenticate")
-        self.start_session = bind("start_session")
-        self.touch_session = bind("touch_session")
-        self.set_session_presence = bind("set_session_presence")
-        self.end_session = bind("end_session")
-        self.end_device_sessions = bind("end_device_sessions")
-        self.take_expired_sessions = bind("take_expired_sessions")
-        self.set_typing = bind("set_typing")
-        self.clear_typing = bind("clear_typing")
-        self.clear_session_typing = bind("clear_session_typing")
-        self.take_expired_typing = bind("take_expired_typing")
-        self.put_presence = bind("put_presence")
-        self.set_members_hgetall = bind("set_members_hgetall")
-        self.get_typing = bind("get_typing")
-
-        self.take_token = bind("take_token")
-        self.add_server_event = bind("add_server_event")
-        self.server_events = bind("server_events")
+    def __getitem__(self, name: str) -> Script[str]:
+        return self._bound[name]

@@ -2,11 +2,88 @@
 
 from __future__ import annotations
 
-from backends.errors import StorageError
+from dataclasses import dataclass
+from typing import ClassVar
+
 from backends.records import AccountDataRecord, JsonDict
 from backends.redis import codec
-from backends.redis.base import RedisStore, idempotent, once, reply_int
-from backends.redis.keys import account_data_field, parse_account_data_field
+from backends.redis.base import (
+    RedisStore,
+    ScriptCall,
+    idempotent,
+    once,
+    reply_int,
+    unexpected_reply,
+)
+from backends.redis.keys import Keys, account_data_field, parse_account_data_field
+
+
+@dataclass(frozen=True, slots=True)
+class PutAccountDataCall(ScriptCall[int]):
+    """`lua/put_account_data.lua`: store one account data entry at a new position."""
+
+    script: ClassVar[str] = "put_account_data"
+
+    @classmethod
+    def build(
+        cls, k: Keys, user_id: str, room_id: str | None, type: str, content: JsonDict
+    ) -> PutAccountDataCall:
+        return cls(
+            [k.stream_pos, k.account_data(user_id), k.account_data_pos(user_id)],
+            [account_data_field(room_id, type), codec.dumps(content)],
+        )
+
+    def parse(self, reply: object) -> int:
+        """The stream position of the change."""
+        return reply_int(reply)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountDataSinceCall(ScriptCall[list[AccountDataRecord]]):
+    """`lua/account_data_since.lua`: a user's account data changed after a position."""
+
+    script: ClassVar[str] = "account_data_since"
+
+    user_id: str
+
+    @classmethod
+    def build(cls, k: Keys, user_id: str, after: int) -> AccountDataSinceCall:
+        return cls(
+            [k.account_data(user_id), k.account_data_pos(user_id)],
+            [f"({codec.clamp(after)}"],
+            user_id,
+        )
+
+    def parse(self, reply: object) -> list[AccountDataRecord]:
+        """The records in stream order."""
+        if not isinstance(reply, list | tuple) or len(reply) % 2:
+            raise unexpected_reply(reply)
+        records: list[AccountDataRecord] = []
+        for field, text in zip(reply[::2], reply[1::2], strict=True):
+            if not isinstance(field, str) or not isinstance(text, str):
+                raise unexpected_reply(reply)
+            try:
+                room_id, type = parse_account_data_field(field)
+            except (TypeError, ValueError) as exc:
+                raise unexpected_reply(reply) from exc
+            pos, content = codec.account_data_from_stored(text)
+            records.append(AccountDataRecord(self.user_id, room_id, type, content, pos))
+        return records
+
+
+@dataclass(frozen=True, slots=True)
+class CreateFilterCall(ScriptCall[str]):
+    """`lua/create_filter.lua`: store a filter under a new id."""
+
+    script: ClassVar[str] = "create_filter"
+
+    @classmethod
+    def build(cls, k: Keys, user_id: str, definition: JsonDict) -> CreateFilterCall:
+        return cls([k.filter_id, k.filters(user_id)], [codec.dumps(definition)])
+
+    def parse(self, reply: object) -> str:
+        """The new filter id."""
+        return str(reply_int(reply))
 
 
 class RedisAccountDataStore(RedisStore):
@@ -14,12 +91,8 @@ class RedisAccountDataStore(RedisStore):
     async def put_account_data(
         self, user_id: str, room_id: str | None, type: str, content: JsonDict
     ) -> int:
-        pos = await self._ctx.run(
-            self._scripts.put_account_data,
-            [self._k.stream_pos, self._k.account_data(user_id), self._k.account_data_pos(user_id)],
-            [account_data_field(room_id, type), codec.dumps(content)],
-        )
-        return reply_int(pos)
+        call = PutAccountDataCall.build(self._k, user_id, room_id, type, content)
+        return await self._ctx.run(call)
 
     @idempotent
     async def get_account_data(
@@ -30,30 +103,15 @@ class RedisAccountDataStore(RedisStore):
 
     @idempotent
     async def get_account_data_since(self, user_id: str, after: int) -> list[AccountDataRecord]:
-        reply = await self._ctx.run(
-            self._scripts.account_data_since,
-            [self._k.account_data(user_id), self._k.account_data_pos(user_id)],
-            [f"({codec.clamp(after)}"],
-        )
-        if not isinstance(reply, list) or len(reply) % 2:
-            raise StorageError(f"unexpected reply from Redis: {reply!r}")
-        records: list[AccountDataRecord] = []
-        for field, text in zip(reply[::2], reply[1::2], strict=True):
-            room_id, type = parse_account_data_field(field)
-            pos, content = codec.account_data_from_stored(text)
-            records.append(AccountDataRecord(user_id, room_id, type, content, pos))
-        return records
+        call = AccountDataSinceCall.build(self._k, user_id, after)
+        return await self._ctx.run(call)
 
 
 class RedisFilterStore(RedisStore):
     @once
     async def create_filter(self, user_id: str, definition: JsonDict) -> str:
-        filter_id = await self._ctx.run(
-            self._scripts.create_filter,
-            [self._k.filter_id, self._k.filters(user_id)],
-            [codec.dumps(definition)],
-        )
-        return str(filter_id)
+        call = CreateFilterCall.build(self._k, user_id, definition)
+        return await self._ctx.run(call)
 
     @idempotent
     async def get_filter(self, user_id: str, filter_id: str) -> JsonDict | None:
