@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backends import StorageTimeouts
+from backends import StorageTimeouts, UnsupportedStorageUrl, check_storage_url
 from homeserver.types import LOCALPART_RE, is_user_id
 from plugins.loader import PluginSpec
 
@@ -183,8 +183,6 @@ def _server_name(key: str, value: Any) -> str:
 
 
 def _storage_url(key: str, value: Any) -> str:
-    from backends import UnsupportedStorageUrl, check_storage_url
-
     url = _string(key, value)
     try:
         check_storage_url(url)

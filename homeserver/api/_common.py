@@ -14,7 +14,7 @@ from backends.records import JsonDict
 from homeserver import client_json
 from homeserver.engine import Engine
 from homeserver.engine.sessions import SESSION_HEADER, RequestLease
-from homeserver.errors import BadJson, MissingParam, MissingToken, NotJson
+from homeserver.errors import BadJson, InvalidParam, MissingParam, MissingToken, NotJson
 from homeserver.types import Requester
 
 log = logging.getLogger("homeserver.api")
@@ -141,8 +141,6 @@ def get_object(body: JsonDict, key: str) -> JsonDict | None:
 
 
 def query_int(name: str, default: int, *, lo: int = 0, hi: int = 2**31) -> int:
-    from homeserver.errors import InvalidParam
-
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from backends.records import JsonDict
-from homeserver.errors import Forbidden
+from homeserver.errors import BadJson, Forbidden
 
 _DEFAULTS = {
     "ban": 50,
@@ -98,8 +98,6 @@ class PowerLevels:
 
 def validate_power_levels(content: JsonDict) -> None:
     """Reject power_levels content clients could not have meant (non-integer levels)."""
-    from homeserver.errors import BadJson
-
     for key in _DEFAULTS:
         if key in content and (not isinstance(content[key], int) or isinstance(content[key], bool)):
             raise BadJson(f"power level '{key}' must be an integer")

@@ -9,16 +9,13 @@ Never in timelines, state, invite state or to-device messages.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from backends import Storage
+from backends.records import JsonDict, NewServerEvent, ServerEvent, ServerEventTarget
 from homeserver.clock import Clock
 from homeserver.engine.events import MAX_EVENT_BYTES, event_size, new_event_id
+from homeserver.engine.notices import ServerNotices
 from homeserver.engine.notifier import Notifier
-
-if TYPE_CHECKING:
-    from homeserver.engine.notices import ServerNotices
-from backends.records import JsonDict, NewServerEvent, ServerEvent, ServerEventTarget
 from homeserver.errors import InvalidParam, MatrixError, NotFoundError
 from homeserver.types import is_room_id, is_user_id
 
