@@ -1,1 +1,1 @@
-"""Benchmarks (not tests): `python -m benchmarks.http_bench` measures the HTTP layer."""
+"""Benchmarks (not tests): `python -m benchmarks store|http|compare|scale|synapse|readme-table`."""

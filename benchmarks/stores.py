@@ -142,6 +142,21 @@ async def _delete_with_timeout(url: str, prefix: str) -> None:
         await delete_redis_prefix(url, prefix)
 
 
+def make_database(tag: str, *, collate_c: bool = False) -> str:
+    """A new, empty PostgreSQL database (`hs_bench_<tag>_*`); returns its URL.
+    `collate_c`: UTF8 with C collation, as Synapse requires."""
+    name = unique_name(f"hs_bench_{tag}")
+    options = " ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0" if collate_c else ""
+    _execute(POSTGRES_ADMIN_URL, f'CREATE DATABASE "{name}"{options}')
+    url = make_url(POSTGRES_ADMIN_URL).set(database=name)
+    return url.render_as_string(hide_password=False)
+
+
+def drop_database(url: str) -> None:
+    name = make_url(url).database
+    _execute(POSTGRES_ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def leftovers(prefixes: Sequence[str] = ("hs_bench_",)) -> dict[str, int]:
     """How many PostgreSQL databases and Redis keys with our prefixes exist (a check
     that runs cleaned up after themselves)."""

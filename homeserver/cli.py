@@ -1,5 +1,6 @@
 """The command line: `homeserver serve` runs the server, `homeserver migrate` brings a
-SQL database to the current schema."""
+SQL database to the current schema, `homeserver bench ...` runs the benchmarks (from a
+source checkout: see benchmarks/README.md)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     migrate.add_argument("--config", metavar="FILE", help="TOML config file")
     migrate.add_argument("--storage", help="storage URL (default sqlite:///homeserver.db)")
+    sub.add_parser(
+        "bench",
+        help="benchmarks: store | http | compare | scale | synapse | readme-table "
+        "(`homeserver bench --help`)",
+        add_help=False,
+    )
     return parser
 
 
@@ -64,7 +71,24 @@ async def _migrate(url: str) -> str | None:
     return await migrate_storage(url)
 
 
+def _bench(argv: Sequence[str]) -> int:
+    """`homeserver bench ...` is `python -m benchmarks ...` (not installed with the package)."""
+    from pathlib import Path
+
+    checkout = Path(__file__).resolve().parent.parent
+    if not (checkout / "benchmarks" / "cli.py").exists():
+        return _fail("bench: the benchmarks live in the source checkout (benchmarks/)")
+    if str(checkout) not in sys.path:
+        sys.path.insert(0, str(checkout))
+    from benchmarks.cli import main as bench_main
+
+    return bench_main(list(argv))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "bench":
+        return _bench(argv[1:])
     args = _parser().parse_args(argv)
     try:
         config = build_config(args)
