@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, ClassVar, Concatenate, Generic, ParamSpec, TypeVar
@@ -53,7 +54,7 @@ class RedisContext:
 
 
 @dataclass(frozen=True, slots=True)
-class ScriptCall(Generic[_T]):
+class ScriptCall(ABC, Generic[_T]):
     """One call of the script `lua/<script>.lua`: its KEYS and ARGV, built by the
     subclass's `build` from named, typed parameters in the layout the script's header
     describes, and `parse`, which makes the script's reply (an `object`) a `_T`,
@@ -64,8 +65,9 @@ class ScriptCall(Generic[_T]):
     keys: list[str]
     args: list[str]
 
+    @abstractmethod
     def parse(self, reply: object) -> _T:
-        raise NotImplementedError
+        """The script's reply as a `_T`."""
 
 
 class RedisStore:
