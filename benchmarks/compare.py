@@ -22,9 +22,10 @@ from typing import Any
 
 import trio
 
-from benchmarks import scenarios as sc
 from benchmarks.machine import Progress
 from benchmarks.report import percentile
+from benchmarks.scenarios import core as sc
+from benchmarks.scenarios import dispatch
 from benchmarks.targets import Target, launch, target_name
 
 
@@ -47,7 +48,7 @@ def run_comparison(
     params: sc.Params,
     progress: Progress,
     workdir: Path | None = None,
-    measure: Callable[..., dict[str, Any]] = sc.measure,
+    measure: Callable[..., dict[str, Any]] = dispatch.measure,
 ) -> dict[str, Any]:
     """Run the schedule; returns the raw figures (per round) and what was skipped."""
     names = [target_name(s) for s in specs]

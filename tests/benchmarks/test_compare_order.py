@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from benchmarks import compare
-from benchmarks import scenarios as sc
 from benchmarks.machine import Progress
+from benchmarks.scenarios import core as sc
 from benchmarks.targets import Target
 
 pytestmark = pytest.mark.bench_smoke

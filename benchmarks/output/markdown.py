@@ -1,73 +1,16 @@
-"""Result files: JSON (everything, raw per round), Markdown tables, PNG charts,
-benchmarks/RESULTS.md and the README's backend table generated from it."""
+"""Markdown tables of a run: `compare` / `http`, `store` and `scale`."""
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import shlex
-import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from benchmarks import compare as cmp
-from benchmarks import scenarios as sc
 from benchmarks.machine import machine_line
-from benchmarks.report import (
-    Panel,
-    bar_chart,
-    distribution_chart,
-    fmt,
-    fmt_small,
-    markdown_table,
-    repo_relative,
-)
-from benchmarks.stores import BACKENDS
-
-BENCH_DIR = Path(__file__).resolve().parent
-DEFAULT_OUT = BENCH_DIR / "results"
-RESULTS_MD = BENCH_DIR / "RESULTS.md"
-SCHEMA_VERSION = 1
-HEADLINE_MARK = "<!-- headline table: `python -m benchmarks readme-table` reads it -->"
-
-
-def utc_stamp(moment: datetime) -> str:
-    return moment.strftime("%Y%m%dT%H%M%SZ")
-
-
-def command_line(argv: Sequence[str] | None = None) -> str:
-    args = list(sys.argv[1:] if argv is None else argv)
-    return "python -m benchmarks " + " ".join(shlex.quote(a) for a in args)
-
-
-def document(
-    benchmark: str,
-    started_at: datetime,
-    machine: dict[str, Any],
-    command: str,
-    results: dict[str, Any],
-    quick: bool,
-) -> dict[str, Any]:
-    return {
-        "schema": SCHEMA_VERSION,
-        "benchmark": benchmark,
-        "started_at": started_at.isoformat(timespec="seconds"),
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": command,
-        "quick": quick,
-        "machine": machine,
-        **results,
-    }
-
-
-def write_json(path: Path, doc: dict[str, Any]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=2) + "\n")
-    return path
-
+from benchmarks.output.files import HEADLINE_MARK
+from benchmarks.report import fmt, fmt_small, markdown_table
+from benchmarks.scenarios import core as sc
 
 # ---------------------------------------------------------------------------- compare
 
@@ -324,135 +267,6 @@ def _setup_table(doc: dict[str, Any], names: list[str]) -> list[str]:
     ]
 
 
-def compare_charts(doc: dict[str, Any], stem: Path) -> list[Path]:
-    summary = doc["summary"]
-    names: list[str] = doc["targets"]
-    panels = []
-    throughput = [s for s in sc.THROUGHPUT if summary.get(s)]
-    if throughput:
-        panels.append(
-            Panel(
-                "Throughput (req/s, closed loop)",
-                throughput,
-                {n: [_get(summary, s, n, "rps") for s in throughput] for n in names},
-                "requests/s (log)",
-                log=True,
-            )
-        )
-    wake = [s for s in sc.WAKE if summary.get(s)]
-    if wake:
-        for field, title in (("p50_ms", "p50"), ("p99_ms", "p99")):
-            panels.append(
-                Panel(
-                    f"Wake latency {title}, ms from the writer's request start",
-                    wake,
-                    {n: [_get(summary, s, n, field) for s in wake] for n in names},
-                    "ms (log)",
-                    log=True,
-                    label=lambda v: f"{v:,.1f}",
-                )
-            )
-    if summary.get("chat"):
-        panels.append(
-            Panel(
-                "Chat room: deliveries/s",
-                ["chat"],
-                {n: [_get(summary, "chat", n, "deliveries_per_s")] for n in names},
-                "deliveries/s",
-            )
-        )
-    paths = []
-    if panels:
-        paths.append(bar_chart(stem.with_name(stem.name + "_bars.png"), "bench compare", panels))
-    dist: list[tuple[str, dict[str, Sequence[float]]]] = []
-    for scenario in sc.WAKE:
-        series: dict[str, Sequence[float]] = {
-            name: [v for r in rounds for p in r["per_round"] for v in p["from_start_ms"]]
-            for name, rounds in doc["raw"].get(scenario, {}).items()
-            if rounds
-        }
-        if series:
-            dist.append((scenario, series))
-    if dist:
-        paths.append(
-            distribution_chart(
-                stem.with_name(stem.name + "_wake.png"),
-                "Wake latency per listener (ms from the writer's request start)",
-                dist,
-                "ms (log)",
-            )
-        )
-    return paths
-
-
-def _get(summary: dict[str, Any], scenario: str, name: str, field: str) -> float | None:
-    value = summary.get(scenario, {}).get(name, {}).get(field)
-    return float(value) if value is not None else None
-
-
-def write_results_md(
-    markdown: str, charts: Sequence[Path], json_path: Path, path: Path = RESULTS_MD
-) -> Path:
-    """benchmarks/RESULTS.md: the latest full comparison (charts linked from results/)."""
-    text = markdown
-    for chart in charts:
-        text = text.replace(
-            f"]({chart.name})", f"]({os.path.relpath(chart.resolve(), path.resolve().parent)})"
-        )
-    header = (
-        "# Latest full comparison\n\n"
-        "Written by `python -m benchmarks compare --write-results`; do not edit by hand. "
-        f"Raw figures: `{repo_relative(json_path)}`.\n\n"
-    )
-    path.write_text(header + text)
-    return path
-
-
-# ---------------------------------------------------------------------------- README table
-
-
-_ROW = re.compile(r"^\|(.*)\|\s*$")
-
-
-def parse_headline(text: str) -> tuple[list[str], list[list[str]]]:
-    """The headline table of a RESULTS.md: its header cells and rows."""
-    if HEADLINE_MARK not in text:
-        raise ValueError("no headline table in RESULTS.md (run `compare --write-results`)")
-    after = text.split(HEADLINE_MARK, 1)[1].lstrip("\n").splitlines()
-    table = []
-    for line in after:
-        match = _ROW.match(line.strip())
-        if not match:
-            break
-        table.append([cell.strip() for cell in match.group(1).split("|")])
-    if len(table) < 3:
-        raise ValueError("the headline table in RESULTS.md is empty")
-    return table[0], table[2:]
-
-
-def readme_table(text: str) -> str:
-    """The README's backend table: our backends and Synapse from RESULTS.md's headline."""
-    headers, rows = parse_headline(text)
-    keep = [i for i, h in enumerate(headers) if h in BACKENDS or h.startswith("synapse")]
-    ours = [i for i in keep if headers[i] in BACKENDS]
-    ordered = [i for i in keep if i not in ours] + sorted(
-        ours, key=lambda i: BACKENDS.index(headers[i])
-    )
-    date = re.search(r"Run of (\S+)", text)
-    machine = re.search(r"Machine: ([^;]+);", text)
-    out_rows = [[f"{r[0]} ({r[1]})", *[r[i] for i in ordered]] for r in rows]
-    where = machine.group(1) if machine else "one machine"
-    when = date.group(1)[:10] if date else "see benchmarks/RESULTS.md"
-    lines = [
-        f"Measured with `homeserver bench compare` on {where} ({when}); in brackets: times "
-        "better than Synapse (above 1 is better). Full figures and charts: "
-        "`benchmarks/RESULTS.md`.",
-        "",
-        markdown_table(["scenario", *[headers[i] for i in ordered]], out_rows),
-    ]
-    return "\n".join(lines) + "\n"
-
-
 # ---------------------------------------------------------------------------- store, scale
 
 
@@ -492,36 +306,6 @@ def store_markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def store_chart(doc: dict[str, Any], path: Path) -> Path:
-    results: dict[str, list[dict[str, Any]]] = doc["results"]
-    levels = sorted({s["concurrency"] for stats in results.values() for s in stats})
-    ops = list(dict.fromkeys(s["op"] for stats in results.values() for s in stats))
-    panels = [
-        Panel(
-            f"{level} task{'s' if level > 1 else ''}",
-            ops,
-            {
-                backend: [
-                    next(
-                        (
-                            s["ops_per_s"]
-                            for s in stats
-                            if s["op"] == op and s["concurrency"] == level
-                        ),
-                        None,
-                    )
-                    for op in ops
-                ]
-                for backend, stats in results.items()
-            },
-            "operations/s (log)",
-            log=True,
-        )
-        for level in levels
-    ]
-    return bar_chart(path, "Storage interface: ops/s per backend", panels)
-
-
 def scale_markdown(doc: dict[str, Any]) -> str:
     rows = []
     for backend, sizes in doc["results"].items():
@@ -554,37 +338,3 @@ def scale_markdown(doc: dict[str, Any]) -> str:
         f"Live sessions at scale; {machine_line(doc['machine'])}; run of {doc['started_at']}; "
         f"command `{doc['command']}`.\n\n" + markdown_table(headers, rows) + "\n"
     )
-
-
-def scale_chart(doc: dict[str, Any], path: Path) -> Path:
-    results: dict[str, list[dict[str, Any]]] = doc["results"]
-    sizes = sorted({r["size"] for rs in results.values() for r in rs})
-    groups = [f"{s:,}" for s in sizes]
-
-    def series(field: str) -> dict[str, list[float | None]]:
-        return {
-            backend: [next((r.get(field) for r in rs if r["size"] == s), None) for s in sizes]
-            for backend, rs in results.items()
-        }
-
-    panels = [
-        Panel("bytes per session", groups, series("bytes_per_session"), "bytes (log)", log=True),
-        Panel(
-            "expiry sweep of all, s",
-            groups,
-            series("sweep_s"),
-            "s (log)",
-            log=True,
-            label=lambda v: f"{v:.2f}",
-        ),
-        Panel("touch ops/s (16 tasks)", groups, series("touch_per_s"), "ops/s (log)", log=True),
-        Panel(
-            "idle tick µs",
-            groups,
-            series("idle_tick_p50_us"),
-            "µs (log)",
-            log=True,
-            label=lambda v: f"{v:.1f}",
-        ),
-    ]
-    return bar_chart(path, "Live sessions at scale", panels)
