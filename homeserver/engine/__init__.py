@@ -28,6 +28,7 @@ from homeserver.engine.server_events import ServerEvents
 from homeserver.engine.sessions import SessionConfig, Sessions
 from homeserver.engine.sync import Sync
 from homeserver.engine.typing_state import TypingService
+from homeserver.readmodel import ReadModel
 
 __all__ = ["Engine"]
 
@@ -37,7 +38,9 @@ class Engine:
 
     def __init__(self, config: Config, storage: Storage, clock: Clock | None = None) -> None:
         self.config = config
-        self.storage = storage
+        # Every service reads and writes through the read model (homeserver/readmodel).
+        self.read_model = ReadModel()
+        self.storage = storage = self.read_model.wrap(storage)
         self.clock = clock or SystemClock()
         self.notifier = Notifier()
         self.gatekeeper = Gatekeeper(config.plugin_timeout_ms)

@@ -64,6 +64,14 @@ async def _whoami(http: httpx.AsyncClient, base: str, token: str) -> httpx.Respo
     )
 
 
+async def _account_data(http: httpx.AsyncClient, base: str, token: str) -> httpx.Response:
+    """A request that must reach the store (account data is not in the read model)."""
+    return await http.get(
+        base + V3 + "/user/@alice:test.local/account_data/org.example.probe",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+
 async def test_store_outage_gives_503_then_recovers(
     networked_url: str,  # noqa: F811
     proxy: CuttableProxy,
@@ -78,21 +86,31 @@ async def test_store_outage_gives_503_then_recovers(
         assert reply.status_code == 200, reply.text
         token = reply.json()["access_token"]
         assert (await _whoami(http, base, token)).status_code == 200
+        put = await http.put(
+            base + V3 + "/user/@alice:test.local/account_data/org.example.probe",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"x": 1},
+        )
+        assert put.status_code == 200, put.text
 
         proxy.cut()
         with trio.fail_after(25):  # a bounded answer, not a hang
-            down = await _whoami(http, base, token)
+            down = await _account_data(http, base, token)
         assert down.status_code == 503, down.text
         assert down.headers["content-type"] == "application/json"
         assert down.json()["errcode"] == "M_UNAVAILABLE"
         assert "error" in down.json()
+        # The read model still knows the token: whoami needs no store.
+        with trio.fail_after(25):
+            cached = await _whoami(http, base, token)
+        assert cached.status_code == 200, cached.text
 
         proxy.restore()
         with trio.fail_after(30):
-            while (up := await _whoami(http, base, token)).status_code != 200:
+            while (up := await _account_data(http, base, token)).status_code != 200:
                 assert up.status_code == 503, up.text
                 await trio.sleep(0.2)
-        assert up.json()["user_id"] == "@alice:test.local"
+        assert up.json() == {"x": 1}
 
 
 @pytest.mark.parametrize(
@@ -221,13 +239,19 @@ async def test_stalled_store_gives_503_within_the_timeout_then_recovers(
         assert reply.status_code == 200, reply.text
         token = reply.json()["access_token"]
         assert (await _whoami(http, base, token)).status_code == 200
+        put = await http.put(
+            base + V3 + "/user/@alice:test.local/account_data/org.example.probe",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"x": 1},
+        )
+        assert put.status_code == 200, put.text
 
         proxy.stall()
         answers: list[tuple[float, httpx.Response]] = []
 
         async def one() -> None:
             started = trio.current_time()
-            down = await _whoami(http, base, token)
+            down = await _account_data(http, base, token)
             answers.append((trio.current_time() - started, down))
 
         async with trio.open_nursery() as guard:
@@ -245,7 +269,7 @@ async def test_stalled_store_gives_503_within_the_timeout_then_recovers(
 
         proxy.restore()
         with trio.fail_after(15):
-            while (up := await _whoami(http, base, token)).status_code != 200:
+            while (up := await _account_data(http, base, token)).status_code != 200:
                 assert up.status_code == 503, up.text
                 await trio.sleep(0.2)
-        assert up.json()["user_id"] == "@alice:test.local"
+        assert up.json() == {"x": 1}

@@ -1,0 +1,59 @@
+"""The read model: what the hot paths read, from memory, kept current by the writes.
+
+`ReadModel.wrap(storage)` gives a `Storage` whose stores answer the hot reads from
+bounded in-process caches and pass everything else to the real stores: the token ->
+requester and session lookups (`auth`), room memberships, joined members and rooms, and
+each room's newest position (`rooms`). The store stays the source of truth: every
+write goes to it first, and a cache follows only what the store answered. The engine
+builds every service over the wrapped storage, so no call site can bypass the caches.
+
+Within one process: a second process writing the same store does not reach these
+caches yet (the cross-process change feed is issue #14), which is why the README asks
+for one server process per store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from backends import Storage
+from homeserver.readmodel.auth import AuthLimits, AuthModel, CachedDevices, CachedSessions
+from homeserver.readmodel.cache import BoundedCache, CacheStats
+from homeserver.readmodel.rooms import CachedRooms, RoomLimits, RoomModel
+
+__all__ = ["ReadModel", "ReadModelLimits"]
+
+
+@dataclass(frozen=True)
+class ReadModelLimits:
+    auth: AuthLimits = field(default_factory=AuthLimits)
+    rooms: RoomLimits = field(default_factory=RoomLimits)
+
+
+class ReadModel:
+    def __init__(self, limits: ReadModelLimits | None = None) -> None:
+        limits = limits or ReadModelLimits()
+        self.auth = AuthModel(limits.auth)
+        self.rooms = RoomModel(limits.rooms)
+
+    def wrap(self, storage: Storage) -> Storage:
+        return dataclasses.replace(
+            storage,
+            devices=CachedDevices(storage.devices, self.auth),
+            sessions=CachedSessions(storage.sessions, self.auth),
+            rooms=CachedRooms(storage.rooms, self.rooms),
+        )
+
+    def caches(self) -> list[BoundedCache[Any, Any]]:
+        return [*self.auth.caches(), *self.rooms.caches()]
+
+    def stats(self) -> dict[str, tuple[int, CacheStats]]:
+        """Per cache: its size and counters."""
+        return {cache.name: (len(cache), cache.stats) for cache in self.caches()}
+
+    def clear(self) -> None:
+        """Drop every entry (each is read again on its next use)."""
+        self.auth.clear()
+        self.rooms.clear()

@@ -1,0 +1,205 @@
+"""Room memberships and each room's newest position from memory.
+
+`CachedRooms` implements `RoomStore` over the real store. It keeps, in bounded caches:
+- each room's membership records (what `get_room_members` answers), from which
+  `get_joined_members` and `get_membership` are answered too;
+- each user's joined rooms (`get_joined_rooms`);
+- each room's newest stream position (`get_latest_positions`).
+
+Appends go to the store first. A member event then drops what it changed (the room's
+members, the target's joined rooms), to be read again on the next use; the room's
+newest position is set from the stored events. An append that fails (it may have been
+stored) drops everything it might have changed. Everything else passes through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from backends.protocols import RoomStore
+from backends.records import ClientTxn, Event, Membership, MembershipRecord, NewEvent, RoomRecord
+from homeserver.readmodel.cache import BoundedCache, reading
+
+MEMBER = "m.room.member"
+
+
+@dataclass(frozen=True)
+class RoomLimits:
+    rooms: int = 20_000
+    users: int = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class RoomMembers:
+    """A room's membership records, by user and in user id order."""
+
+    records: tuple[MembershipRecord, ...]
+    by_user: dict[str, MembershipRecord]
+    joined: tuple[str, ...]
+
+    @classmethod
+    def of(cls, records: Sequence[MembershipRecord]) -> RoomMembers:
+        ordered = tuple(sorted(records, key=lambda r: r.user_id))
+        return cls(
+            ordered,
+            {r.user_id: r for r in ordered},
+            tuple(r.user_id for r in ordered if r.membership == Membership.JOIN),
+        )
+
+
+class RoomModel:
+    def __init__(self, limits: RoomLimits) -> None:
+        self.members: BoundedCache[str, RoomMembers] = BoundedCache("room_members", limits.rooms)
+        self.joined_rooms: BoundedCache[str, tuple[str, ...]] = BoundedCache(
+            "joined_rooms", limits.users
+        )
+        self.latest: BoundedCache[str, int] = BoundedCache("room_latest", limits.rooms)
+
+    def caches(self) -> list[BoundedCache[Any, Any]]:
+        return [self.members, self.joined_rooms, self.latest]
+
+    def clear(self) -> None:
+        for cache in self.caches():
+            cache.clear()
+
+    def member_events_stored(self, room_ids: Sequence[str], user_ids: Sequence[str]) -> None:
+        """Memberships of these users in these rooms changed (or may have)."""
+        if not room_ids and not user_ids:
+            return
+        self.members.guard.moved()
+        self.joined_rooms.guard.moved()
+        for room_id in room_ids:
+            self.members.pop(room_id)
+        for user_id in user_ids:
+            self.joined_rooms.pop(user_id)
+
+
+def _member_changes(events: Sequence[NewEvent | Event]) -> tuple[list[str], list[str]]:
+    rooms = sorted({e.room_id for e in events if e.type == MEMBER})
+    users = sorted({e.state_key for e in events if e.type == MEMBER and e.state_key})
+    return rooms, users
+
+
+class CachedRooms:
+    def __init__(self, inner: RoomStore, model: RoomModel) -> None:
+        self._inner = inner
+        self._model = model
+
+    async def create_room(self, room: RoomRecord) -> None:
+        await self._inner.create_room(room)
+
+    async def get_room(self, room_id: str) -> RoomRecord | None:
+        return await self._inner.get_room(room_id)
+
+    async def append_events(
+        self, events: Sequence[NewEvent], *, txn: ClientTxn | None = None
+    ) -> list[Event]:
+        latest = self._model.latest
+        room_ids = sorted({e.room_id for e in events})
+        for room_id in room_ids:
+            latest.guard.begin(room_id)  # a fill in flight for the room will be refused
+        stored: list[Event] | None = None
+        try:
+            stored = await self._inner.append_events(events, txn=txn)
+        finally:
+            if stored is None:
+                # Failed: it may or may not be stored.
+                for room_id in room_ids:
+                    latest.pop(room_id)
+                self._model.member_events_stored(*_member_changes(events))
+            else:
+                for event in stored:
+                    known = latest.peek(event.room_id)
+                    if known is None or known < event.stream_pos:
+                        latest.put(event.room_id, event.stream_pos)
+                self._model.member_events_stored(*_member_changes(stored))
+            for room_id in room_ids:
+                latest.guard.end(room_id, wrote=True)
+        return stored
+
+    async def get_event(self, event_id: str) -> Event | None:
+        return await self._inner.get_event(event_id)
+
+    async def get_current_state(self, room_id: str) -> list[Event]:
+        return await self._inner.get_current_state(room_id)
+
+    async def get_state_event(self, room_id: str, type: str, state_key: str) -> Event | None:
+        return await self._inner.get_state_event(room_id, type, state_key)
+
+    async def get_room_events(
+        self,
+        room_id: str,
+        *,
+        after: int | None,
+        before: int | None,
+        limit: int,
+        newest_first: bool,
+    ) -> list[Event]:
+        return await self._inner.get_room_events(
+            room_id, after=after, before=before, limit=limit, newest_first=newest_first
+        )
+
+    async def get_latest_positions(self, room_ids: Sequence[str]) -> dict[str, int]:
+        latest = self._model.latest
+        answer: dict[str, int] = {}
+        missing: list[str] = []
+        for room_id in room_ids:
+            pos = latest.get(room_id)
+            if pos is None:
+                missing.append(room_id)
+            else:
+                answer[room_id] = pos
+        if not missing:
+            return answer
+        tickets = [latest.guard.begin(room_id) for room_id in missing]
+        try:
+            found = await self._inner.get_latest_positions(missing)
+            for room_id, ticket in zip(missing, tickets, strict=True):
+                if room_id in found:
+                    latest.fill(ticket, room_id, found[room_id])
+        finally:
+            for room_id in missing:
+                latest.guard.end(room_id, wrote=False)
+        answer.update(found)
+        return answer
+
+    async def _members(self, room_id: str) -> RoomMembers:
+        cached = self._model.members.get(room_id)
+        if cached is not None:
+            return cached
+        with reading(self._model.members, room_id) as ticket:
+            members = RoomMembers.of(await self._inner.get_room_members(room_id))
+            self._model.members.fill(ticket, room_id, members)
+        return members
+
+    async def get_membership(self, room_id: str, user_id: str) -> MembershipRecord | None:
+        return (await self._members(room_id)).by_user.get(user_id)
+
+    async def get_user_memberships(self, user_id: str) -> list[MembershipRecord]:
+        return await self._inner.get_user_memberships(user_id)
+
+    async def get_room_members(self, room_id: str) -> list[MembershipRecord]:
+        return list((await self._members(room_id)).records)
+
+    async def get_joined_members(self, room_id: str) -> list[str]:
+        return list((await self._members(room_id)).joined)
+
+    async def get_joined_rooms(self, user_id: str) -> list[str]:
+        cached = self._model.joined_rooms.get(user_id)
+        if cached is not None:
+            return list(cached)
+        with reading(self._model.joined_rooms, user_id) as ticket:
+            rooms = await self._inner.get_joined_rooms(user_id)
+            self._model.joined_rooms.fill(ticket, user_id, tuple(rooms))
+        return rooms
+
+    async def forget_room(self, user_id: str, room_id: str) -> None:
+        try:
+            await self._inner.forget_room(user_id, room_id)
+        finally:
+            self._model.member_events_stored([room_id], [user_id])
+
+    async def current_stream_pos(self) -> int:
+        return await self._inner.current_stream_pos()
