@@ -119,6 +119,8 @@ class Engine:
         """The engine's background loops: session expiry, typing expiry, keepalive of
         sessions with requests in flight, the plugins' event sources and loops. Runs
         until cancelled."""
+        # From here on every change is notified with its position (see Notifier).
+        self.notifier.start_at(await self.storage.rooms.current_stream_pos())
         async with trio.open_nursery() as nursery:
             await nursery.start(self.event_sources.run)
             await nursery.start(self.plugins.run)

@@ -24,8 +24,8 @@ class AccountData:
             raise MatrixError(400, "M_INVALID_PARAM", "Account data type must be 1-255 characters")
         if type in _SERVER_MANAGED:
             raise MatrixError(405, "M_BAD_JSON", f"Cannot set {type} through the account data API")
-        await self._storage.account_data.put_account_data(user_id, room_id, type, content)
-        self._notifier.notify([user_id])
+        pos = await self._storage.account_data.put_account_data(user_id, room_id, type, content)
+        self._notifier.notify([user_id], pos)
 
     async def get(self, user_id: str, room_id: str | None, type: str) -> JsonDict:
         content = await self._storage.account_data.get_account_data(user_id, room_id, type)

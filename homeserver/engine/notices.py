@@ -124,10 +124,10 @@ class ServerNotices:
         await self._storage.account_data.put_account_data(
             user_id, room_id, "m.tag", {"tags": {SERVER_NOTICE_TAG: {"order": 0.5}}}
         )
-        await self._storage.account_data.put_account_data(
+        pos = await self._storage.account_data.put_account_data(
             user_id, None, NOTICES_ROOM, {"room_id": room_id}
         )
-        self._notifier.notify([user_id])
+        self._notifier.notify([user_id], pos)
         return room_id
 
     async def _ensure_notices_user(self) -> None:

@@ -78,7 +78,7 @@ class PresenceService:
             record = await self._storage.presence.put_presence(
                 user_id, presence, status_msg, last_active
             )
-        self._notifier.notify(await self.audience(user_id))
+        self._notifier.notify(await self.audience(user_id), record.stream_pos)
         return record
 
     async def status(self, viewer: str, user_id: str) -> JsonDict:

@@ -86,9 +86,9 @@ class ServerEvents:
             )
         )
         if recipients is None:
-            self._notifier.notify_all()
+            self._notifier.notify_all(event.stream_pos)
         else:
-            self._notifier.notify(recipients)
+            self._notifier.notify(recipients, event.stream_pos)
         if self._notices is not None:
             self._notices.enqueue(target_kind, target, content)
         return event

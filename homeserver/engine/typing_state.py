@@ -31,10 +31,12 @@ class TypingService:
 
     async def publish(self, changes: Sequence[TypingChange]) -> None:
         """Wake the joined members of every room whose typing set changed."""
+        if not changes:
+            return
         users: set[str] = set()
         for room_id in {c.room_id for c in changes}:
             users.update(await self._storage.rooms.get_joined_members(room_id))
-        self._notifier.notify(users)
+        self._notifier.notify(users, max(c.stream_pos for c in changes))
 
     async def set_typing(
         self, requester: Requester, room_id: str, user_id: str, typing: bool, timeout_ms: int

@@ -94,6 +94,8 @@ class RoomCore:
         )
 
     async def _notify_rooms(self, events: Sequence[Event]) -> None:
+        if not events:
+            return
         users: set[str] = set()
         for room_id in {e.room_id for e in events}:
             for member in await self._storage.rooms.get_room_members(room_id):
@@ -101,7 +103,7 @@ class RoomCore:
                     users.add(member.user_id)
         # The target of a leave/kick/ban must learn about it too.
         users.update(e.state_key for e in events if e.type == "m.room.member" and e.state_key)
-        self._notifier.notify(users)
+        self._notifier.notify(users, max(e.stream_pos for e in events))
 
     def format(self, event: Event, requester: Requester | None, **kw: Any) -> JsonDict:
         """The client format of a stored event, as `requester` sees it."""
