@@ -125,13 +125,15 @@ class HomeserverASGI:
 
 
 def _host_ok(scope: Scope) -> bool:
-    """Whether the Host header is one Werkzeug's routing can bind to: it IDNA-encodes
-    the name, and a failure there happens before any error handler (an empty 500)."""
+    """Whether the Host header is one Werkzeug can bind to and turn back into a URL:
+    it IDNA-encodes the name for routing and IDNA-decodes it for `request.host_url`
+    (e.g. "xn--" encodes but does not decode); a failure in either happens outside
+    any error handler (an empty 500)."""
     for name, value in scope.get("headers", ()):
         if name.lower() == b"host":
             host = value.decode("latin-1").lower().partition(":")[0]
             try:
-                host.encode("idna")
+                host.encode("idna").decode("idna")
             except UnicodeError:
                 return False
     return True

@@ -158,6 +158,14 @@ async def test_h2c_upgrade_is_served_and_harms_no_one(server: ServerProcess) -> 
             "M_UNRECOGNIZED",
             id="bad-host",
         ),
+        # ... and request.host_url IDNA-decodes it: "xn--" encodes but does not decode
+        # (found by the fuzz run, HOMESERVER_FUZZ_SEED=2000347171).
+        pytest.param(
+            b"GET /.well-known/matrix/client HTTP/1.1\r\nHost: xn--\r\n\r\n",
+            400,
+            "M_UNRECOGNIZED",
+            id="undecodable-host",
+        ),
         # Quart served a /static/<path> route from the package until static_folder=None.
         pytest.param(
             b"GET /static/../../etc/passwd HTTP/1.1\r\nHost: t\r\n\r\n",
