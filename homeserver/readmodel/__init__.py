@@ -3,8 +3,9 @@
 `ReadModel.wrap(storage)` gives a `Storage` whose stores answer the hot reads from
 bounded in-process caches and pass everything else to the real stores: the token ->
 requester and session lookups (`auth`), room memberships, joined members and rooms, and
-each room's newest position (`rooms`). The store stays the source of truth: every
-write goes to it first, and a cache follows only what the store answered. The engine
+each room's newest position (`rooms`), each user's published presence (`presence`).
+The store stays the source of truth: every write goes to it first, and a cache follows
+only what the store answered. The engine
 builds every service over the wrapped storage, so no call site can bypass the caches.
 
 Within one process: a second process writing the same store does not reach these
@@ -19,8 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backends import Storage
+from backends.records import PresenceRecord
 from homeserver.readmodel.auth import AuthLimits, AuthModel, CachedDevices, CachedSessions
 from homeserver.readmodel.cache import BoundedCache, CacheStats
+from homeserver.readmodel.presence import CachedPresence
 from homeserver.readmodel.rooms import CachedRooms, RoomLimits, RoomModel
 
 __all__ = ["ReadModel", "ReadModelLimits"]
@@ -30,6 +33,7 @@ __all__ = ["ReadModel", "ReadModelLimits"]
 class ReadModelLimits:
     auth: AuthLimits = field(default_factory=AuthLimits)
     rooms: RoomLimits = field(default_factory=RoomLimits)
+    presence_users: int = 100_000
 
 
 class ReadModel:
@@ -37,6 +41,9 @@ class ReadModel:
         limits = limits or ReadModelLimits()
         self.auth = AuthModel(limits.auth)
         self.rooms = RoomModel(limits.rooms)
+        self.presence: BoundedCache[str, PresenceRecord] = BoundedCache(
+            "presence", limits.presence_users
+        )
 
     def wrap(self, storage: Storage) -> Storage:
         return dataclasses.replace(
@@ -44,10 +51,11 @@ class ReadModel:
             devices=CachedDevices(storage.devices, self.auth),
             sessions=CachedSessions(storage.sessions, self.auth),
             rooms=CachedRooms(storage.rooms, self.rooms),
+            presence=CachedPresence(storage.presence, self.presence),
         )
 
     def caches(self) -> list[BoundedCache[Any, Any]]:
-        return [*self.auth.caches(), *self.rooms.caches()]
+        return [*self.auth.caches(), *self.rooms.caches(), self.presence]
 
     def stats(self) -> dict[str, tuple[int, CacheStats]]:
         """Per cache: its size and counters."""
@@ -57,3 +65,4 @@ class ReadModel:
         """Drop every entry (each is read again on its next use)."""
         self.auth.clear()
         self.rooms.clear()
+        self.presence.clear()

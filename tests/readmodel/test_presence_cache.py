@@ -1,0 +1,48 @@
+"""Published presence from the read model: a presence change reads no earlier record
+from storage once it is known, and every read after it sees it. On every backend."""
+
+from __future__ import annotations
+
+from tests.helpers import Api, User, q
+from tests.readmodel.conftest import Counted
+
+
+async def _set(api: Api, user: User, presence: str, status_msg: str | None = None) -> None:
+    body: dict[str, object] = {"presence": presence}
+    if status_msg is not None:
+        body["status_msg"] = status_msg
+    reply = await api.call("PUT", f"presence/{q(user.user_id)}/status", token=user, body=body)
+    assert reply.status == 200, reply.body
+
+
+async def _status(api: Api, viewer: User, user: User) -> dict[str, object]:
+    reply = await api.call("GET", f"presence/{q(user.user_id)}/status", token=viewer)
+    assert reply.status == 200, reply.body
+    body: dict[str, object] = reply.body
+    return body
+
+
+async def test_a_presence_change_reads_no_published_record(counted: Counted) -> None:
+    alice = await counted.api.register("alice")
+    await _set(counted.api, alice, "unavailable")
+    counted.reset()
+    await _set(counted.api, alice, "online", "here")
+    assert counted.calls["presence.get_presence"] == 0, counted.calls
+    assert counted.calls["presence.put_presence"] == 1, counted.calls
+    status = await _status(counted.api, alice, alice)
+    assert (status["presence"], status["status_msg"]) == ("online", "here")
+
+
+async def test_presence_seen_by_others_follows_each_change(counted: Counted) -> None:
+    alice = await counted.api.register("alice")
+    bob = await counted.api.register("bob")
+    room_id = await counted.api.create_room(alice, preset="public_chat")
+    joined = await counted.api.call("POST", f"rooms/{q(room_id)}/join", token=bob, body={})
+    assert joined.status == 200, joined.body
+    for presence in ("unavailable", "online", "unavailable"):
+        await _set(counted.api, alice, presence)
+        assert (await _status(counted.api, bob, alice))["presence"] == presence
+    counted.engine.read_model.clear()
+    assert (await _status(counted.api, bob, alice))["presence"] == "unavailable"
+    await _set(counted.api, alice, "online")
+    assert (await _status(counted.api, bob, alice))["presence"] == "online"
