@@ -14,7 +14,7 @@ from homeserver.api._common import (
     query_int,
     requester,
 )
-from homeserver.engine.sync import SyncRequest, parse_stream_token
+from homeserver.engine.sync import SyncRequest, parse_sync_token
 from homeserver.errors import Forbidden, InvalidParam
 
 bp = Blueprint("sync", __name__)
@@ -30,7 +30,7 @@ async def sync() -> Response:
     if set_presence is not None and set_presence not in Presence.ALL:
         raise InvalidParam(f"Unknown presence {set_presence!r}")
     req = SyncRequest(
-        since=parse_stream_token(since) if since else None,
+        since=parse_sync_token(since) if since else None,
         timeout_ms=query_int("timeout", 0, lo=0, hi=eng.config.sync_timeout_cap_ms),
         full_state=query_bool("full_state"),
         filter=await eng.filters.resolve(who.user_id, arg("filter")),

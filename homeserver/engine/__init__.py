@@ -101,7 +101,9 @@ class Engine:
             server_name=config.server_name,
             notices=self.notices,
         )
-        self.sync = Sync(storage, self.clock, self.notifier, self.presence, self.server_events)
+        self.sync = Sync(
+            storage, self.clock, self.notifier, self.presence, self.server_events, self.typing
+        )
         self.plugins = PluginHost(
             config.plugins,
             PluginServices(
@@ -120,7 +122,9 @@ class Engine:
         sessions with requests in flight, the plugins' event sources and loops. Runs
         until cancelled."""
         # From here on every change is notified with its position (see Notifier).
-        self.notifier.start_at(await self.storage.rooms.current_stream_pos())
+        self.notifier.start_at(
+            await self.storage.rooms.current_stream_pos(), self.typing.stream.current
+        )
         async with trio.open_nursery() as nursery:
             await nursery.start(self.event_sources.run)
             await nursery.start(self.plugins.run)

@@ -6,12 +6,14 @@ already set the event the waiter holds.
 
 Every change that /sync reports is notified to everyone it concerns, with its stream
 position, right after it is stored. So the notifier knows, without storage, the last
-position at which anything changed for a user: `nothing_since(user, since)` is true
-when nothing has, and a woken or arriving /sync with nothing new can go back to
-waiting without a storage round trip. What the notifier does not know (before
-`start_at`, or for users it has forgotten to stay bounded) counts as "maybe": the
-caller then reads storage as before. A change stored but not yet notified is no
-problem: its notification wakes the waiter, and the /sync that follows reads storage.
+positions (durable and ephemeral) at which anything changed for a user:
+`durable_quiet` / `ephemeral_quiet` are true when nothing has, and a woken or arriving
+/sync with nothing new can go back to waiting without a storage round trip. What the
+notifier does not know (before `start_at`, or for users it has forgotten to stay
+bounded) counts as "maybe": the caller then reads storage as before. A change stored
+but not yet notified is no problem: its notification wakes the waiter, and the /sync
+that follows reads storage. A /sync that answers only ephemeral news keeps its token's
+durable position, so a durable change not yet notified is still ahead of it.
 """
 
 from __future__ import annotations
@@ -30,18 +32,21 @@ class Notifier:
     def __init__(self, max_users: int = DEFAULT_MAX_USERS) -> None:
         self._events: dict[str, trio.Event] = {}
         self._max_users = max_users
-        self._last: OrderedDict[str, int] = OrderedDict()
-        # Positions at or below `_floor` are "maybe" for everyone: from before
+        # user -> (last durable position, last ephemeral position) notified.
+        self._last: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        # Positions at or below the floors are "maybe" for everyone: from before
         # start_at, or of forgotten users. None: not started, everything is "maybe".
-        self._floor: int | None = None
-        self._everyone = 0  # the last change notified to all users
-        self._highest = 0
+        self._floor: tuple[int, int] | None = None
+        self._everyone = 0  # the last durable change notified to all users
+        self._highest = (0, 0)
 
-    def start_at(self, pos: int) -> None:
-        """Everything up to `pos` (the store's position when the engine starts) was
-        there before this notifier: it counts as "maybe" changed for every user."""
-        self._floor = max(pos, self._floor or 0)
-        self._highest = max(self._highest, pos)
+    def start_at(self, pos: int, ephemeral: int) -> None:
+        """Everything up to `pos` (the store's position when the engine starts) and
+        `ephemeral` (the ephemeral stream's) was there before this notifier: it counts
+        as "maybe" changed for every user."""
+        old = self._floor or (0, 0)
+        self._floor = (max(pos, old[0]), max(ephemeral, old[1]))
+        self._highest = (max(self._highest[0], pos), max(self._highest[1], ephemeral))
 
     def waiter(self, user_id: str) -> trio.Event:
         """The event the next change for `user_id` will set."""
@@ -51,35 +56,58 @@ class Notifier:
         return event
 
     def notify(self, user_ids: Iterable[str], pos: int) -> None:
-        """A change at stream position `pos` concerns these users: wake their waiters
-        (cost: the number of users named)."""
-        self._highest = max(self._highest, pos)
+        """A change at durable stream position `pos` concerns these users: wake their
+        waiters (cost: the number of users named)."""
+        self._record(user_ids, pos, 0)
+
+    def notify_ephemeral(self, user_ids: Iterable[str], pos: int) -> None:
+        """The same for a change at ephemeral stream position `pos` (typing)."""
+        self._record(user_ids, 0, pos)
+
+    def _record(self, user_ids: Iterable[str], pos: int, eph: int) -> None:
+        self._highest = (max(self._highest[0], pos), max(self._highest[1], eph))
+        last = self._last
         for user_id in user_ids:
-            if self._last.get(user_id, 0) < pos:
-                self._last[user_id] = pos
-                self._last.move_to_end(user_id)
+            known = last.get(user_id)
+            if known is None:
+                last[user_id] = (pos, eph)
+            else:
+                last[user_id] = (max(known[0], pos), max(known[1], eph))
+                last.move_to_end(user_id)
             event = self._events.pop(user_id, None)
             if event is not None:
                 event.set()
-        while len(self._last) > self._max_users:
-            _, forgotten = self._last.popitem(last=False)
-            self._floor = max(self._floor or 0, forgotten) if self._floor is not None else None
+        while len(last) > self._max_users:
+            _, forgotten = last.popitem(last=False)
+            if self._floor is not None:
+                self._floor = (
+                    max(self._floor[0], forgotten[0]),
+                    max(self._floor[1], forgotten[1]),
+                )
 
     def notify_all(self, pos: int) -> None:
-        self._highest = max(self._highest, pos)
+        self._highest = (max(self._highest[0], pos), self._highest[1])
         self._everyone = max(self._everyone, pos)
         events, self._events = self._events, {}
         for event in events.values():
             event.set()
 
-    def nothing_since(self, user_id: str, since: int) -> bool:
-        """True if, for certain, nothing notified for the user is newer than `since`.
-        False means "maybe": read storage. A `since` above every position known (a
-        token from a store that lost data) is "maybe" too."""
+    def durable_quiet(self, user_id: str, since: int) -> bool:
+        """True if, for certain, no durable change notified for the user is newer than
+        the durable position `since`. False means "maybe": read storage. A position
+        above every one known (a token from a store that lost data) is "maybe" too."""
         floor = self._floor
-        if floor is None or since > self._highest:
+        if floor is None or since > self._highest[0]:
             return False
-        return max(self._last.get(user_id, floor), floor, self._everyone) <= since
+        pos = self._last.get(user_id, floor)[0]
+        return max(pos, floor[0], self._everyone) <= since
+
+    def ephemeral_quiet(self, user_id: str, since: int | None) -> bool:
+        """The same for the ephemeral stream (None: a token without that position)."""
+        floor = self._floor
+        if floor is None or since is None or since > self._highest[1]:
+            return False
+        return max(self._last.get(user_id, floor)[1], floor[1]) <= since
 
     @property
     def waiting_users(self) -> int:

@@ -18,6 +18,7 @@ from homeserver.engine.notifier import Notifier
 from homeserver.engine.presence import PresenceService
 from homeserver.engine.rooms import ended_a_join, invite_state_events
 from homeserver.engine.server_events import ServerEvents, server_event_json
+from homeserver.engine.typing_state import TypingService
 from homeserver.errors import InvalidParam
 from homeserver.types import Requester
 
@@ -28,22 +29,51 @@ INITIAL_SERVER_EVENTS = 20
 _SCAN_PAGE = 100
 
 
-def parse_stream_token(token: str) -> int:
-    digits = token[1:]
+@dataclass(frozen=True, slots=True)
+class SyncToken:
+    """Where a client is: everything up to the durable stream position `pos`, and
+    (None: unknown) the ephemeral stream position `typing`. Written "s<pos>_<typing>";
+    "s<pos>" (a /messages token, or from before the ephemeral stream) is accepted."""
+
+    pos: int
+    typing: int | None = None
+
+
+def parse_sync_token(token: str) -> SyncToken:
+    body, sep, ephemeral = token.partition("_")
+    digits = body[1:]
     # isascii(): str.isdigit() also accepts digits that int() rejects, such as "²".
-    valid = token.startswith("s") and digits.isascii() and digits.isdigit()
-    if not valid or len(token) > 20:
+    valid = (
+        token.startswith("s")
+        and digits.isascii()
+        and digits.isdigit()
+        and len(digits) <= 19
+        and (not sep or (ephemeral.isascii() and ephemeral.isdigit() and len(ephemeral) <= 19))
+    )
+    if not valid:
         raise InvalidParam(f"Invalid stream token {token!r}")
-    return int(digits)
+    return SyncToken(int(digits), int(ephemeral) if sep else None)
+
+
+def parse_stream_token(token: str) -> int:
+    """The durable stream position of a token (a /messages `from` or `to` may be a
+    /sync `next_batch`)."""
+    return parse_sync_token(token).pos
 
 
 def stream_token(pos: int) -> str:
     return f"s{pos}"
 
 
+def sync_token(token: SyncToken) -> str:
+    if token.typing is None:
+        return stream_token(token.pos)
+    return f"s{token.pos}_{token.typing}"
+
+
 @dataclass(frozen=True)
 class SyncRequest:
-    since: int | None
+    since: SyncToken | None
     timeout_ms: int
     full_state: bool
     filter: SyncFilter
@@ -57,7 +87,9 @@ class Sync:
         notifier: Notifier,
         presence: PresenceService,
         server_events: ServerEvents,
+        typing: TypingService,
     ) -> None:
+        self._typing_service = typing
         self._storage = storage
         self._clock = clock
         self._notifier = notifier
@@ -70,27 +102,47 @@ class Sync:
         while True:
             # Take the waiter before reading, so a change during the read still wakes us.
             waiter = self._notifier.waiter(requester.user_id)
-            if (
-                req.since is not None
-                and not req.full_state
-                and self._notifier.nothing_since(requester.user_id, req.since)
-            ):
-                # Nothing changed for this user since `since`: no storage needed.
-                response = response or self._nothing_new(req.since)
-            else:
+            since = req.since
+            if since is None or req.full_state:
+                return (await self._build(requester, req))[0]
+            user_id = requester.user_id
+            if not self._notifier.durable_quiet(user_id, since.pos):
                 response, has_news = await self._build(requester, req)
-                if has_news or req.since is None or req.full_state:
-                    return response
+            elif not self._notifier.ephemeral_quiet(user_id, since.typing):
+                # Only ephemeral news (typing): from memory, the durable position kept.
+                response, has_news = await self._build_ephemeral(requester, req, since)
+            else:
+                # Nothing changed for this user since `since`: no storage needed.
+                response, has_news = response or self._nothing_new(since), False
+            if has_news:
+                return response
             if trio.current_time() >= deadline:
                 return response
             with trio.move_on_at(deadline):
                 await waiter.wait()
 
+    async def _build_ephemeral(
+        self, requester: Requester, req: SyncRequest, since: SyncToken
+    ) -> tuple[JsonDict, bool]:
+        """An incremental response with the typing news only. Its durable position is
+        `since`'s: whatever durable change is stored but not yet notified is still
+        ahead of it, for the next /sync."""
+        joined_ids = [
+            room_id
+            for room_id in await self._storage.rooms.get_joined_rooms(requester.user_id)
+            if req.filter.wants_room(room_id)
+        ]
+        join: JsonDict = {}
+        has_news, typing_pos = self._typing(join, joined_ids, since.typing)
+        response = self._nothing_new(SyncToken(since.pos, typing_pos))
+        response["rooms"]["join"] = join
+        return response, has_news
+
     @staticmethod
-    def _nothing_new(since: int) -> JsonDict:
+    def _nothing_new(since: SyncToken) -> JsonDict:
         """The answer of an incremental sync that found nothing after `since`."""
         return {
-            "next_batch": stream_token(since),
+            "next_batch": sync_token(since),
             "rooms": {"join": {}, "invite": {}, "leave": {}, "knock": {}},
             "account_data": {"events": []},
             "presence": {"events": []},
@@ -103,7 +155,8 @@ class Sync:
     async def _build(self, requester: Requester, req: SyncRequest) -> tuple[JsonDict, bool]:
         user_id = requester.user_id
         now_pos = await self._storage.rooms.current_stream_pos()
-        since = req.since
+        since = req.since.pos if req.since is not None else None
+        since_typing = req.since.typing if req.since is not None else None
         if since is not None and since > now_pos:
             # A token from the future (e.g. a store that lost data): treat as "now".
             since = now_pos
@@ -153,11 +206,11 @@ class Sync:
                     {"type": record.type, "content": record.content}
                 )
         joined_ids = [m.room_id for m in joined]
-        typing_news = await self._typing(join, joined_ids, since, now_pos)
+        typing_news, typing_pos = self._typing(join, joined_ids, since_typing)
         presence_events = await self._presence_events(user_id, joined_ids, since, now_pos)
         server_events = await self._deliver_server_events(join, user_id, joined_ids, since, now_pos)
         response: JsonDict = {
-            "next_batch": stream_token(now_pos),
+            "next_batch": sync_token(SyncToken(now_pos, typing_pos)),
             "rooms": {"join": join, "invite": invite, "leave": leave, "knock": {}},
             "account_data": {"events": global_data},
             "presence": {"events": presence_events},
@@ -177,26 +230,21 @@ class Sync:
         )
         return response, has_news
 
-    async def _typing(
-        self, join: JsonDict, joined_ids: list[str], since: int | None, now_pos: int
-    ) -> bool:
-        """Add m.typing to joined rooms whose typing changed since `since`."""
-        added = False
-        for room_id, change in (await self._storage.typing.get_typing(joined_ids)).items():
-            if change.stream_pos > now_pos:
-                continue  # the next sync reports it, past this next_batch
-            if since is None and not change.user_ids:
-                continue
-            if since is not None and change.stream_pos <= since:
-                continue
-            room = join.get(room_id)
+    def _typing(self, join: JsonDict, joined_ids: list[str], since: int | None) -> tuple[bool, int]:
+        """Add m.typing to joined rooms whose typing changed after `since` (the
+        ephemeral position; None: rooms where somebody types). Returns whether any was
+        added, and the ephemeral position the answer covers."""
+        if since is not None and since > self._typing_service.stream.current:
+            since = None  # a token from before a clock change: start over
+        changes, upto = self._typing_service.changes_since(joined_ids, since)
+        for change in changes:
+            room = join.get(change.room_id)
             if room is None:
-                room = join[room_id] = self._empty_joined_room()
+                room = join[change.room_id] = self._empty_joined_room()
             room["ephemeral"]["events"].append(
                 {"type": "m.typing", "content": {"user_ids": list(change.user_ids)}}
             )
-            added = True
-        return added
+        return bool(changes), upto
 
     async def _deliver_server_events(
         self,

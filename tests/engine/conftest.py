@@ -26,7 +26,7 @@ from homeserver.clock import TrioClock
 from homeserver.engine import Engine
 from homeserver.engine.filters import SyncFilter
 from homeserver.engine.rooms import CreateRoomRequest
-from homeserver.engine.sync import SyncRequest, parse_stream_token
+from homeserver.engine.sync import SyncRequest, parse_sync_token
 from homeserver.types import Requester
 from tests.helpers import make_config
 
@@ -170,7 +170,7 @@ class Harness:
             return await self.engine.sync.sync(
                 who,
                 SyncRequest(
-                    since=parse_stream_token(since) if since else None,
+                    since=parse_sync_token(since) if since else None,
                     timeout_ms=timeout_ms,
                     full_state=False,
                     filter=SyncFilter(),

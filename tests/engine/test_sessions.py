@@ -39,8 +39,7 @@ async def expired(h: Harness, client: Client, session_id: str) -> SessionExpired
 
 
 async def typing_in(h: Harness, room_id: str) -> tuple[str, ...]:
-    change = (await h.storage.typing.get_typing([room_id])).get(room_id)
-    return change.user_ids if change is not None else ()
+    return h.engine.typing.typing_in(room_id)
 
 
 async def start_typing(h: Harness, client: Client, room_id: str, session_id: str) -> None:

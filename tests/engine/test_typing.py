@@ -34,8 +34,7 @@ async def set_typing(
 
 
 async def typing_in(h: Harness, room_id: str) -> tuple[str, ...]:
-    change = (await h.storage.typing.get_typing([room_id])).get(room_id)
-    return change.user_ids if change is not None else ()
+    return h.engine.typing.typing_in(room_id)
 
 
 class Watcher:

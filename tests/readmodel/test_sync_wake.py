@@ -7,7 +7,7 @@ import json
 
 import trio
 
-from homeserver.engine.sync import parse_stream_token
+from homeserver.engine.sync import parse_stream_token, parse_sync_token
 from tests.helpers import Api, User, q
 from tests.readmodel.conftest import Counted
 
@@ -60,6 +60,9 @@ async def test_a_woken_sync_with_nothing_new_waits_on_without_storage(counted: C
         counted.reset()
         for _ in range(5):
             counted.engine.notifier.notify([bob.user_id], parse_stream_token(since))
+            counted.engine.notifier.notify_ephemeral(
+                [bob.user_id], parse_sync_token(since).typing or 0
+            )
             await trio.sleep(0.01)
         woken_calls = sum(counted.calls.values())
     assert woken_calls == 0, counted.calls
@@ -135,3 +138,42 @@ async def test_concurrent_writers_every_sync_sees_every_event_once_in_order(
     assert len(order) == total
     for name, got in seen.items():
         assert got == order, name
+
+
+async def test_a_sync_woken_by_typing_answers_from_memory(counted: Counted) -> None:
+    """Typing is never stored; the /sync it wakes reads nothing from the store and
+    keeps its durable position, so a message stored meanwhile is not skipped."""
+    alice, bob, room_id, since = await _ready(counted)
+    path = f"rooms/{q(room_id)}/typing/{q(alice.user_id)}"
+
+    async def exchange(typing: bool, since: str) -> dict[str, object]:
+        answer: list[dict[str, object]] = []
+
+        async def long_poll() -> None:
+            answer.append(await counted.api.sync(bob, since=since, timeout="10000"))
+
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(long_poll)
+                await _until_waiting(counted)
+                body = {"typing": typing, "timeout": 30000} if typing else {"typing": False}
+                reply = await counted.api.call("PUT", path, token=alice, body=body)
+                assert reply.status == 200, reply.body
+        return answer[0]
+
+    first = await exchange(True, since)
+    since = str(first["next_batch"])
+    counted.reset()
+    body = await exchange(False, since)
+    assert sum(counted.calls.values()) == 0, counted.calls
+    rooms = body["rooms"]
+    assert isinstance(rooms, dict)
+    assert rooms["join"][room_id]["ephemeral"]["events"] == [
+        {"type": "m.typing", "content": {"user_ids": []}}
+    ]
+    assert parse_sync_token(str(body["next_batch"])).pos == parse_sync_token(since).pos
+    # A message after that reaches the next /sync, from the kept durable position.
+    event_id = await counted.api.send_text(alice, room_id, "hi", "t1")
+    after = await counted.api.sync(bob, since=str(body["next_batch"]), timeout="0")
+    timeline = after["rooms"]["join"][room_id]["timeline"]["events"]
+    assert [e["event_id"] for e in timeline] == [event_id]
