@@ -16,6 +16,7 @@ from homeserver.clock import Clock, SystemClock
 from homeserver.config import Config
 from homeserver.engine.account_data import AccountData
 from homeserver.engine.accounts import Accounts
+from homeserver.engine.ephemeral import EphemeralStream
 from homeserver.engine.event_sources import EventSources
 from homeserver.engine.filters import Filters
 from homeserver.engine.gatekeeper import Gatekeeper
@@ -67,11 +68,17 @@ class Engine:
         )
         self.account_data = AccountData(storage, self.notifier)
         self.filters = Filters(storage)
+        # Positions of what /sync reports but the store does not order.
+        self.ephemeral = EphemeralStream(self.clock)
         self.presence = PresenceService(
-            storage, self.clock, self.notifier, enabled=config.presence_enabled
+            storage, self.clock, self.notifier, self.ephemeral, enabled=config.presence_enabled
         )
         self.typing = TypingService(
-            storage, self.clock, self.notifier, timeout_cap_ms=config.typing_timeout_cap_ms
+            storage,
+            self.clock,
+            self.notifier,
+            self.ephemeral,
+            timeout_cap_ms=config.typing_timeout_cap_ms,
         )
         self.sessions = Sessions(
             storage,
@@ -123,7 +130,7 @@ class Engine:
         until cancelled."""
         # From here on every change is notified with its position (see Notifier).
         self.notifier.start_at(
-            await self.storage.rooms.current_stream_pos(), self.typing.stream.current
+            await self.storage.rooms.current_stream_pos(), self.ephemeral.current
         )
         async with trio.open_nursery() as nursery:
             await nursery.start(self.event_sources.run)
@@ -131,6 +138,7 @@ class Engine:
             await nursery.start(self.notices.run)
             await nursery.start(self.sessions.expiry.run)
             await nursery.start(self.typing.expiry.run)
+            await nursery.start(self.presence.write_behind)
             if self.config.sessions_enabled:
                 await nursery.start(self.sessions.keepalive)
             task_status.started()

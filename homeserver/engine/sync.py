@@ -32,11 +32,12 @@ _SCAN_PAGE = 100
 @dataclass(frozen=True, slots=True)
 class SyncToken:
     """Where a client is: everything up to the durable stream position `pos`, and
-    (None: unknown) the ephemeral stream position `typing`. Written "s<pos>_<typing>";
+    (None: unknown) the ephemeral stream position `ephemeral` (typing, presence).
+    Written "s<pos>_<ephemeral>";
     "s<pos>" (a /messages token, or from before the ephemeral stream) is accepted."""
 
     pos: int
-    typing: int | None = None
+    ephemeral: int | None = None
 
 
 def parse_sync_token(token: str) -> SyncToken:
@@ -66,9 +67,9 @@ def stream_token(pos: int) -> str:
 
 
 def sync_token(token: SyncToken) -> str:
-    if token.typing is None:
+    if token.ephemeral is None:
         return stream_token(token.pos)
-    return f"s{token.pos}_{token.typing}"
+    return f"s{token.pos}_{token.ephemeral}"
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ class Sync:
             user_id = requester.user_id
             if not self._notifier.durable_quiet(user_id, since.pos):
                 response, has_news = await self._build(requester, req)
-            elif not self._notifier.ephemeral_quiet(user_id, since.typing):
+            elif not self._notifier.ephemeral_quiet(user_id, since.ephemeral):
                 # Only ephemeral news (typing): from memory, the durable position kept.
                 response, has_news = await self._build_ephemeral(requester, req, since)
             else:
@@ -124,19 +125,22 @@ class Sync:
     async def _build_ephemeral(
         self, requester: Requester, req: SyncRequest, since: SyncToken
     ) -> tuple[JsonDict, bool]:
-        """An incremental response with the typing news only. Its durable position is
-        `since`'s: whatever durable change is stored but not yet notified is still
-        ahead of it, for the next /sync."""
+        """An incremental response with the ephemeral news only (typing, presence),
+        from memory. Its durable position is `since`'s: whatever durable change is
+        stored but not yet notified is still ahead of it, for the next /sync."""
         joined_ids = [
             room_id
             for room_id in await self._storage.rooms.get_joined_rooms(requester.user_id)
             if req.filter.wants_room(room_id)
         ]
         join: JsonDict = {}
-        has_news, typing_pos = self._typing(join, joined_ids, since.typing)
-        response = self._nothing_new(SyncToken(since.pos, typing_pos))
+        typing_news, presence_events, upto = await self._ephemeral(
+            join, requester.user_id, joined_ids, since.ephemeral
+        )
+        response = self._nothing_new(SyncToken(since.pos, upto))
         response["rooms"]["join"] = join
-        return response, has_news
+        response["presence"] = {"events": presence_events}
+        return response, typing_news or bool(presence_events)
 
     @staticmethod
     def _nothing_new(since: SyncToken) -> JsonDict:
@@ -156,7 +160,7 @@ class Sync:
         user_id = requester.user_id
         now_pos = await self._storage.rooms.current_stream_pos()
         since = req.since.pos if req.since is not None else None
-        since_typing = req.since.typing if req.since is not None else None
+        since_ephemeral = req.since.ephemeral if req.since is not None else None
         if since is not None and since > now_pos:
             # A token from the future (e.g. a store that lost data): treat as "now".
             since = now_pos
@@ -206,11 +210,12 @@ class Sync:
                     {"type": record.type, "content": record.content}
                 )
         joined_ids = [m.room_id for m in joined]
-        typing_news, typing_pos = self._typing(join, joined_ids, since_typing)
-        presence_events = await self._presence_events(user_id, joined_ids, since, now_pos)
+        typing_news, presence_events, ephemeral_pos = await self._ephemeral(
+            join, user_id, joined_ids, since_ephemeral
+        )
         server_events = await self._deliver_server_events(join, user_id, joined_ids, since, now_pos)
         response: JsonDict = {
-            "next_batch": sync_token(SyncToken(now_pos, typing_pos)),
+            "next_batch": sync_token(SyncToken(now_pos, ephemeral_pos)),
             "rooms": {"join": join, "invite": invite, "leave": leave, "knock": {}},
             "account_data": {"events": global_data},
             "presence": {"events": presence_events},
@@ -230,21 +235,30 @@ class Sync:
         )
         return response, has_news
 
-    def _typing(self, join: JsonDict, joined_ids: list[str], since: int | None) -> tuple[bool, int]:
-        """Add m.typing to joined rooms whose typing changed after `since` (the
-        ephemeral position; None: rooms where somebody types). Returns whether any was
-        added, and the ephemeral position the answer covers."""
-        if since is not None and since > self._typing_service.stream.current:
+    async def _ephemeral(
+        self, join: JsonDict, user_id: str, joined_ids: list[str], since: int | None
+    ) -> tuple[bool, list[JsonDict], int]:
+        """Typing (into the joined rooms of `join`) and presence changed after the
+        ephemeral position `since` (None: the current state), from memory. Returns
+        whether typing was added, the m.presence events, and the ephemeral position
+        the answer covers (later changes are for the next /sync)."""
+        upto = self._typing_service.stream.current
+        if since is not None and since > upto:
             since = None  # a token from before a clock change: start over
-        changes, upto = self._typing_service.changes_since(joined_ids, since)
+        presence_events = await self._presence_events(user_id, joined_ids, since, upto)
+        changes, _ = self._typing_service.changes_since(joined_ids, since)
+        typing_news = False
         for change in changes:
+            if change.pos > upto:
+                continue  # changed during the presence read: the next /sync has it
             room = join.get(change.room_id)
             if room is None:
                 room = join[change.room_id] = self._empty_joined_room()
             room["ephemeral"]["events"].append(
                 {"type": "m.typing", "content": {"user_ids": list(change.user_ids)}}
             )
-        return bool(changes), upto
+            typing_news = True
+        return typing_news, presence_events, upto
 
     async def _deliver_server_events(
         self,
@@ -275,15 +289,16 @@ class Sync:
         return top
 
     async def _presence_events(
-        self, user_id: str, joined_ids: list[str], since: int | None, now_pos: int
+        self, user_id: str, joined_ids: list[str], since: int | None, upto: int
     ) -> list[JsonDict]:
-        """m.presence of the user and everyone sharing a joined room, changed since."""
+        """m.presence of the user and everyone sharing a joined room, changed after the
+        ephemeral position `since` and at most `upto`."""
         if not self._presence.enabled:
             return []
         audience = {user_id}
         for room_id in joined_ids:
             audience.update(await self._storage.rooms.get_joined_members(room_id))
-        records = await self._storage.presence.get_presence_since(sorted(audience), since or 0)
+        records = await self._presence.changes_since(sorted(audience), since, upto)
         return [
             {
                 "type": "m.presence",
@@ -291,7 +306,6 @@ class Sync:
                 "content": self._presence.event_content(r),
             }
             for r in records
-            if r.stream_pos <= now_pos
         ]
 
     @staticmethod

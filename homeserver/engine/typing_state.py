@@ -2,8 +2,8 @@
 
 Typing is ephemeral (the spec never persists it), so it lives in this process only and
 is never a storage write: who types in which room, for which session, until when, and
-each room's last change, positioned in the ephemeral stream (`EphemeralStream`), which
-/sync tokens carry beside the durable stream position. After a restart nobody types.
+each room's last change, positioned in the ephemeral stream (`engine/ephemeral.py`),
+which /sync tokens carry beside the durable stream position. After a restart nobody types.
 Within one process: several server processes sharing a store do not share typing yet
 (the scale-out issue's change feed will carry it).
 
@@ -25,28 +25,12 @@ from backends import Storage
 from backends.records import Membership
 from homeserver.clock import Clock
 from homeserver.engine.deadlines import DeadlineLoop
+from homeserver.engine.ephemeral import EphemeralStream
 from homeserver.engine.notifier import Notifier
 from homeserver.errors import Forbidden
 from homeserver.types import Requester
 
 DEFAULT_MAX_ROOMS = 100_000
-
-
-class EphemeralStream:
-    """Positions of the ephemeral stream: strictly increasing within the process and,
-    seeded from the wall clock (a thousand per millisecond), above those handed out
-    before a restart."""
-
-    def __init__(self, clock: Clock) -> None:
-        self._pos = clock.now_ms() * 1000
-
-    @property
-    def current(self) -> int:
-        return self._pos
-
-    def next(self) -> int:
-        self._pos += 1
-        return self._pos
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +55,7 @@ class TypingService:
         storage: Storage,
         clock: Clock,
         notifier: Notifier,
+        stream: EphemeralStream,
         *,
         timeout_cap_ms: int,
         max_rooms: int = DEFAULT_MAX_ROOMS,
@@ -79,7 +64,7 @@ class TypingService:
         self._clock = clock
         self._notifier = notifier
         self.timeout_cap_ms = timeout_cap_ms
-        self.stream = EphemeralStream(clock)
+        self.stream = stream
         self._max_rooms = max_rooms
         self._typing: dict[str, dict[str, _Entry]] = {}
         self._by_owner: dict[str, set[tuple[str, str]]] = {}

@@ -54,20 +54,16 @@ class Published:
     at_ms: int
 
 
-def record_presence_puts(storage: Storage) -> list[Published]:
-    """Log every presence change the engine publishes (a wrapper around the store)."""
+def record_presence_changes(engine: Engine) -> list[Published]:
+    """Log every presence change the engine publishes (an observer of the presence
+    service)."""
     log: list[Published] = []
-    put = storage.presence.put_presence
 
-    async def recording(
-        user_id: str, presence: str, status_msg: str | None, last_active_ts: int
-    ) -> PresenceRecord:
-        record = await put(user_id, presence, status_msg, last_active_ts)
+    def recording(record: PresenceRecord) -> None:
         now_ms = round((trio.current_time() - _ORIGIN_S) * 1000)
-        log.append(Published(user_id, presence, status_msg, now_ms))
-        return record
+        log.append(Published(record.user_id, record.presence, record.status_msg, now_ms))
 
-    setattr(storage.presence, "put_presence", recording)  # noqa: B010
+    engine.presence.observers.append(recording)
     return log
 
 
@@ -106,7 +102,7 @@ class Harness:
         self.engine = engine
         self.clock = clock
         self.storage: Storage = engine.storage
-        self.published = record_presence_puts(engine.storage)
+        self.published = record_presence_changes(engine)
 
     # -- time -------------------------------------------------------------------------
 
@@ -186,7 +182,7 @@ class Harness:
         ]
 
     async def presence(self, user_id: str) -> str:
-        record = await self.storage.presence.get_presence(user_id)
+        record = await self.engine.presence.current(user_id)
         return record.presence if record is not None else "offline"
 
     def changes(self, user_id: str) -> list[str]:

@@ -125,10 +125,14 @@ async def _counted(
         engine = Engine(make_config(storage=url, **settings), wrapped)
         app: HomeserverApp = create_app(engine)
         loops = trio.CancelScope()
+        stopped = trio.Event()
 
         async def run_loops(*, task_status: trio.TaskStatus[None]) -> None:
-            with loops:
-                await engine.run(task_status=task_status)
+            try:
+                with loops:
+                    await engine.run(task_status=task_status)
+            finally:
+                stopped.set()
 
         # The engine's loops, as `homeserver serve` runs them.
         await nursery.start(run_loops)
@@ -138,4 +142,7 @@ async def _counted(
                 assert isinstance(client, QuartClient)
                 yield Counted(Api(client), engine, calls)
         finally:
+            # The loops end (the presence write-behind flushes) before the store closes.
             loops.cancel()
+            with trio.CancelScope(shield=True), trio.fail_after(30):
+                await stopped.wait()

@@ -22,15 +22,39 @@ async def _status(api: Api, viewer: User, user: User) -> dict[str, object]:
     return body
 
 
-async def test_a_presence_change_reads_no_published_record(counted: Counted) -> None:
+async def test_a_presence_change_stores_the_session_and_writes_the_rest_behind(
+    counted: Counted,
+) -> None:
+    """The session's desired presence is stored before the answer (it survives a
+    restart); the published presence is memory's, its copy in the store written
+    behind."""
     alice = await counted.api.register("alice")
     await _set(counted.api, alice, "unavailable")
     counted.reset()
     await _set(counted.api, alice, "online", "here")
-    assert counted.calls["presence.get_presence"] == 0, counted.calls
-    assert counted.calls["presence.put_presence"] == 1, counted.calls
+    assert counted.calls == {
+        "sessions.set_session_presence": 1,
+        "sessions.list_user_sessions": 1,
+    }, counted.calls
     status = await _status(counted.api, alice, alice)
     assert (status["presence"], status["status_msg"]) == ("online", "here")
+    counted.reset()
+    await counted.engine.presence.flush()
+    assert counted.calls == {"presence.put_presence": 1}, counted.calls
+    counted.engine.read_model.clear()
+    stored = await counted.engine.storage.presence.get_presence(alice.user_id)
+    assert stored is not None
+    assert (stored.presence, stored.status_msg) == ("online", "here")
+
+
+async def test_going_offline_is_stored_at_once(counted: Counted) -> None:
+    alice = await counted.api.register("alice")
+    await _set(counted.api, alice, "online", "bye soon")
+    assert (await counted.api.call("POST", "logout", token=alice, body={})).status == 200
+    counted.engine.read_model.clear()
+    stored = await counted.engine.storage.presence.get_presence(alice.user_id)
+    assert stored is not None
+    assert (stored.presence, stored.status_msg) == ("offline", "bye soon")
 
 
 async def test_presence_seen_by_others_follows_each_change(counted: Counted) -> None:

@@ -61,7 +61,7 @@ async def test_a_woken_sync_with_nothing_new_waits_on_without_storage(counted: C
         for _ in range(5):
             counted.engine.notifier.notify([bob.user_id], parse_stream_token(since))
             counted.engine.notifier.notify_ephemeral(
-                [bob.user_id], parse_sync_token(since).typing or 0
+                [bob.user_id], parse_sync_token(since).ephemeral or 0
             )
             await trio.sleep(0.01)
         woken_calls = sum(counted.calls.values())
@@ -177,3 +177,38 @@ async def test_a_sync_woken_by_typing_answers_from_memory(counted: Counted) -> N
     after = await counted.api.sync(bob, since=str(body["next_batch"]), timeout="0")
     timeline = after["rooms"]["join"][room_id]["timeline"]["events"]
     assert [e["event_id"] for e in timeline] == [event_id]
+
+
+async def test_a_sync_woken_by_presence_answers_from_memory(counted: Counted) -> None:
+    alice, bob, _, since = await _ready(counted)
+    path = f"presence/{q(alice.user_id)}/status"
+    answers: list[dict[str, object]] = []
+
+    async def exchange(presence: str, since: str) -> dict[str, object]:
+        async def long_poll() -> None:
+            answers.append(await counted.api.sync(bob, since=since, timeout="10000"))
+
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(long_poll)
+                await _until_waiting(counted)
+                reply = await counted.api.call(
+                    "PUT", path, token=alice, body={"presence": presence}
+                )
+                assert reply.status == 200, reply.body
+        return answers[-1]
+
+    since = str((await exchange("unavailable", since))["next_batch"])
+    counted.reset()
+    body = await exchange("online", since)
+    # alice's request stores her session's presence; bob's /sync reads nothing.
+    assert counted.calls == {
+        "sessions.set_session_presence": 1,
+        "sessions.list_user_sessions": 1,
+    }, counted.calls
+    presence = body["presence"]
+    assert isinstance(presence, dict)
+    assert [(e["sender"], e["content"]["presence"]) for e in presence["events"]] == [
+        (alice.user_id, "online")
+    ]
+    assert parse_sync_token(str(body["next_batch"])).pos == parse_sync_token(since).pos
