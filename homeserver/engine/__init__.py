@@ -109,7 +109,13 @@ class Engine:
             notices=self.notices,
         )
         self.sync = Sync(
-            storage, self.clock, self.notifier, self.presence, self.server_events, self.typing
+            storage,
+            self.clock,
+            self.notifier,
+            self.presence,
+            self.server_events,
+            self.typing,
+            self.read_model.watermark,
         )
         self.plugins = PluginHost(
             config.plugins,
@@ -129,9 +135,9 @@ class Engine:
         sessions with requests in flight, the plugins' event sources and loops. Runs
         until cancelled."""
         # From here on every change is notified with its position (see Notifier).
-        self.notifier.start_at(
-            await self.storage.rooms.current_stream_pos(), self.ephemeral.current
-        )
+        start = await self.storage.rooms.current_stream_pos()
+        self.read_model.watermark.start_at(start)
+        self.notifier.start_at(start, self.ephemeral.current)
         async with trio.open_nursery() as nursery:
             await nursery.start(self.event_sources.run)
             await nursery.start(self.plugins.run)

@@ -20,6 +20,7 @@ from homeserver.engine.rooms import ended_a_join, invite_state_events
 from homeserver.engine.server_events import ServerEvents, server_event_json
 from homeserver.engine.typing_state import TypingService
 from homeserver.errors import InvalidParam
+from homeserver.readmodel.positions import Watermark
 from homeserver.types import Requester
 
 _HERO_LIMIT = 5
@@ -89,8 +90,10 @@ class Sync:
         presence: PresenceService,
         server_events: ServerEvents,
         typing: TypingService,
+        watermark: Watermark,
     ) -> None:
         self._typing_service = typing
+        self._watermark = watermark
         self._storage = storage
         self._clock = clock
         self._notifier = notifier
@@ -158,7 +161,9 @@ class Sync:
 
     async def _build(self, requester: Requester, req: SyncRequest) -> tuple[JsonDict, bool]:
         user_id = requester.user_id
-        now_pos = await self._storage.rooms.current_stream_pos()
+        # Every position up to the watermark is stored and returned to its writer.
+        safe = self._watermark.safe()
+        now_pos = safe if safe is not None else await self._storage.rooms.current_stream_pos()
         since = req.since.pos if req.since is not None else None
         since_ephemeral = req.since.ephemeral if req.since is not None else None
         if since is not None and since > now_pos:
@@ -272,6 +277,9 @@ class Sync:
         events, the rest are returned for the top-level list. Each device gets each
         event once, by its own `since`; a new device (initial sync) gets the most
         recent INITIAL_SERVER_EVENTS."""
+        mark = self._watermark
+        if since is not None and since >= mark.certain_from and mark.last_server_event <= since:
+            return []  # none stored since `since` (nor in flight below now_pos)
         events = await self._server_events.for_sync(
             user_id, joined_ids, after=since or 0, upto=now_pos
         )

@@ -3,7 +3,9 @@
 `ReadModel.wrap(storage)` gives a `Storage` whose stores answer the hot reads from
 bounded in-process caches and pass everything else to the real stores: the token ->
 requester and session lookups (`auth`), room memberships, joined members and rooms, and
-each room's newest position (`rooms`), each user's published presence (`presence`).
+each room's newest position (`rooms`), the store's copy of each user's published
+presence (`presence`), each user's account data (`streams`), and how far the stream
+is safe to read (`positions`: every position-taking write passes through it).
 The store stays the source of truth: every write goes to it first, and a cache follows
 only what the store answered. The engine
 builds every service over the wrapped storage, so no call site can bypass the caches.
@@ -20,11 +22,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backends import Storage
-from backends.records import PresenceRecord
+from backends.records import AccountDataRecord, PresenceRecord
 from homeserver.readmodel.auth import AuthLimits, AuthModel, CachedDevices, CachedSessions
 from homeserver.readmodel.cache import BoundedCache, CacheStats
+from homeserver.readmodel.positions import Watermark
 from homeserver.readmodel.presence import CachedPresence
 from homeserver.readmodel.rooms import CachedRooms, RoomLimits, RoomModel
+from homeserver.readmodel.streams import CachedAccountData, Key, TrackedServerEvents
 
 __all__ = ["ReadModel", "ReadModelLimits"]
 
@@ -34,6 +38,7 @@ class ReadModelLimits:
     auth: AuthLimits = field(default_factory=AuthLimits)
     rooms: RoomLimits = field(default_factory=RoomLimits)
     presence_users: int = 100_000
+    account_data_users: int = 10_000
 
 
 class ReadModel:
@@ -44,18 +49,24 @@ class ReadModel:
         self.presence: BoundedCache[str, PresenceRecord] = BoundedCache(
             "presence", limits.presence_users
         )
+        self.account_data: BoundedCache[str, dict[Key, AccountDataRecord]] = BoundedCache(
+            "account_data", limits.account_data_users
+        )
+        self.watermark = Watermark()
 
     def wrap(self, storage: Storage) -> Storage:
         return dataclasses.replace(
             storage,
             devices=CachedDevices(storage.devices, self.auth),
             sessions=CachedSessions(storage.sessions, self.auth),
-            rooms=CachedRooms(storage.rooms, self.rooms),
-            presence=CachedPresence(storage.presence, self.presence),
+            rooms=CachedRooms(storage.rooms, self.rooms, self.watermark),
+            presence=CachedPresence(storage.presence, self.presence, self.watermark),
+            account_data=CachedAccountData(storage.account_data, self.account_data, self.watermark),
+            server_events=TrackedServerEvents(storage.server_events, self.watermark),
         )
 
     def caches(self) -> list[BoundedCache[Any, Any]]:
-        return [*self.auth.caches(), *self.rooms.caches(), self.presence]
+        return [*self.auth.caches(), *self.rooms.caches(), self.presence, self.account_data]
 
     def stats(self) -> dict[str, tuple[int, CacheStats]]:
         """Per cache: its size and counters."""
@@ -66,3 +77,4 @@ class ReadModel:
         self.auth.clear()
         self.rooms.clear()
         self.presence.clear()
+        self.account_data.clear()

@@ -13,12 +13,19 @@ from collections.abc import Sequence
 from backends.protocols import PresenceStore
 from backends.records import PresenceRecord
 from homeserver.readmodel.cache import BoundedCache, reading, writing
+from homeserver.readmodel.positions import Watermark
 
 
 class CachedPresence:
-    def __init__(self, inner: PresenceStore, cache: BoundedCache[str, PresenceRecord]) -> None:
+    def __init__(
+        self,
+        inner: PresenceStore,
+        cache: BoundedCache[str, PresenceRecord],
+        watermark: Watermark,
+    ) -> None:
         self._inner = inner
         self._cache = cache
+        self._watermark = watermark
 
     async def get_presence(self, user_id: str) -> PresenceRecord | None:
         cached = self._cache.get(user_id)
@@ -34,7 +41,10 @@ class CachedPresence:
         self, user_id: str, presence: str, status_msg: str | None, last_active_ts: int
     ) -> PresenceRecord:
         with writing(self._cache, user_id) as ticket:
-            record = await self._inner.put_presence(user_id, presence, status_msg, last_active_ts)
+            record = await self._watermark.track(
+                lambda: self._inner.put_presence(user_id, presence, status_msg, last_active_ts),
+                lambda r: (r.stream_pos,),
+            )
             self._cache.fill(ticket, user_id, record)
         return record
 

@@ -1,10 +1,13 @@
-"""Room memberships and each room's newest position from memory.
+"""Rooms, their current state events, memberships and newest positions from memory.
 
 `CachedRooms` implements `RoomStore` over the real store. It keeps, in bounded caches:
 - each room's membership records (what `get_room_members` answers), from which
   `get_joined_members` and `get_membership` are answered too;
-- each user's joined rooms (`get_joined_rooms`);
-- each room's newest stream position (`get_latest_positions`).
+- each user's joined rooms (`get_joined_rooms`) and membership records
+  (`get_user_memberships`);
+- each room's newest stream position (`get_latest_positions`);
+- rooms (`get_room`: a room never changes once created) and current state events
+  (`get_state_event`: power levels, join rules, ... set by the appends).
 
 Appends go to the store first. A member event then drops what it changed (the room's
 members, the target's joined rooms), to be read again on the next use; the room's
@@ -21,6 +24,7 @@ from typing import Any
 from backends.protocols import RoomStore
 from backends.records import ClientTxn, Event, Membership, MembershipRecord, NewEvent, RoomRecord
 from homeserver.readmodel.cache import BoundedCache, reading
+from homeserver.readmodel.positions import Watermark
 
 MEMBER = "m.room.member"
 
@@ -29,6 +33,7 @@ MEMBER = "m.room.member"
 class RoomLimits:
     rooms: int = 20_000
     users: int = 100_000
+    state_events: int = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,9 +61,25 @@ class RoomModel:
             "joined_rooms", limits.users
         )
         self.latest: BoundedCache[str, int] = BoundedCache("room_latest", limits.rooms)
+        self.user_memberships: BoundedCache[str, tuple[MembershipRecord, ...]] = BoundedCache(
+            "user_memberships", limits.users
+        )
+        # Rooms never change once created.
+        self.rooms: BoundedCache[str, RoomRecord] = BoundedCache("rooms", limits.rooms)
+        # (room, type, state key) -> the current state event.
+        self.state: BoundedCache[tuple[str, str, str], Event] = BoundedCache(
+            "room_state_events", limits.state_events
+        )
 
     def caches(self) -> list[BoundedCache[Any, Any]]:
-        return [self.members, self.joined_rooms, self.latest]
+        return [
+            self.members,
+            self.joined_rooms,
+            self.latest,
+            self.user_memberships,
+            self.rooms,
+            self.state,
+        ]
 
     def clear(self) -> None:
         for cache in self.caches():
@@ -70,10 +91,12 @@ class RoomModel:
             return
         self.members.guard.moved()
         self.joined_rooms.guard.moved()
+        self.user_memberships.guard.moved()
         for room_id in room_ids:
             self.members.pop(room_id)
         for user_id in user_ids:
             self.joined_rooms.pop(user_id)
+            self.user_memberships.pop(user_id)
 
 
 def _member_changes(events: Sequence[NewEvent | Event]) -> tuple[list[str], list[str]]:
@@ -83,40 +106,61 @@ def _member_changes(events: Sequence[NewEvent | Event]) -> tuple[list[str], list
 
 
 class CachedRooms:
-    def __init__(self, inner: RoomStore, model: RoomModel) -> None:
+    def __init__(self, inner: RoomStore, model: RoomModel, watermark: Watermark) -> None:
         self._inner = inner
         self._model = model
+        self._watermark = watermark
 
     async def create_room(self, room: RoomRecord) -> None:
         await self._inner.create_room(room)
 
     async def get_room(self, room_id: str) -> RoomRecord | None:
-        return await self._inner.get_room(room_id)
+        cached = self._model.rooms.get(room_id)
+        if cached is not None:
+            return cached
+        room = await self._inner.get_room(room_id)
+        if room is not None:
+            self._model.rooms.put(room_id, room)
+        return room
 
     async def append_events(
         self, events: Sequence[NewEvent], *, txn: ClientTxn | None = None
     ) -> list[Event]:
         latest = self._model.latest
         room_ids = sorted({e.room_id for e in events})
+        state = self._model.state
+        state_keys = [(e.room_id, e.type, e.state_key) for e in events if e.state_key is not None]
         for room_id in room_ids:
             latest.guard.begin(room_id)  # a fill in flight for the room will be refused
+        for key in state_keys:
+            state.guard.begin(key)
         stored: list[Event] | None = None
         try:
-            stored = await self._inner.append_events(events, txn=txn)
+            stored = await self._watermark.track(
+                lambda: self._inner.append_events(events, txn=txn),
+                lambda done: (e.stream_pos for e in done),
+            )
         finally:
             if stored is None:
                 # Failed: it may or may not be stored.
                 for room_id in room_ids:
                     latest.pop(room_id)
+                for key in state_keys:
+                    state.pop(key)
                 self._model.member_events_stored(*_member_changes(events))
             else:
                 for event in stored:
                     known = latest.peek(event.room_id)
                     if known is None or known < event.stream_pos:
                         latest.put(event.room_id, event.stream_pos)
+                    if event.state_key is not None:
+                        # Appends to a room run in order (its lock): the last one wins.
+                        state.put((event.room_id, event.type, event.state_key), event)
                 self._model.member_events_stored(*_member_changes(stored))
             for room_id in room_ids:
                 latest.guard.end(room_id, wrote=True)
+            for key in state_keys:
+                state.guard.end(key, wrote=True)
         return stored
 
     async def get_event(self, event_id: str) -> Event | None:
@@ -126,7 +170,16 @@ class CachedRooms:
         return await self._inner.get_current_state(room_id)
 
     async def get_state_event(self, room_id: str, type: str, state_key: str) -> Event | None:
-        return await self._inner.get_state_event(room_id, type, state_key)
+        key = (room_id, type, state_key)
+        state = self._model.state
+        cached = state.get(key)
+        if cached is not None:
+            return cached
+        with reading(state, key) as ticket:
+            event = await self._inner.get_state_event(room_id, type, state_key)
+            if event is not None:
+                state.fill(ticket, key, event)
+        return event
 
     async def get_room_events(
         self,
@@ -178,7 +231,14 @@ class CachedRooms:
         return (await self._members(room_id)).by_user.get(user_id)
 
     async def get_user_memberships(self, user_id: str) -> list[MembershipRecord]:
-        return await self._inner.get_user_memberships(user_id)
+        cache = self._model.user_memberships
+        cached = cache.get(user_id)
+        if cached is not None:
+            return list(cached)
+        with reading(cache, user_id) as ticket:
+            records = await self._inner.get_user_memberships(user_id)
+            cache.fill(ticket, user_id, tuple(records))
+        return records
 
     async def get_room_members(self, room_id: str) -> list[MembershipRecord]:
         return list((await self._members(room_id)).records)

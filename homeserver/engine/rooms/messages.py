@@ -54,13 +54,15 @@ class RoomMessages:
             if txn_id is not None
             else None
         )
-        if state_key is None and not trusted:
+        checked = state_key is None and not trusted
+        if checked:
             dropped = await self._check_message(requester, room_id, event_type, content, txn)
             if dropped is not None:
                 return dropped
         async with self._core.hold(room_id):
-            if txn is not None:
-                # The cheap answer for a retry; the append below is what guarantees it.
+            if txn is not None and not checked:
+                # The cheap answer for a retry (_check_message gave it already); the
+                # append below is what guarantees it.
                 existing = await self._storage.txns.get_txn_event(
                     txn.user_id, txn.device_id, txn.txn_key
                 )
