@@ -1,6 +1,7 @@
 """/sync: initial and incremental, with long-polling.
 
-A sync token is "s<P>": the client has seen everything up to stream position P.
+A sync token is "s<P>_<E>": the client has seen everything up to durable stream
+position P and ephemeral position E (`sync_tokens`).
 """
 
 from __future__ import annotations
@@ -18,59 +19,33 @@ from homeserver.engine.notifier import Notifier
 from homeserver.engine.presence import PresenceService
 from homeserver.engine.rooms import ended_a_join, invite_state_events
 from homeserver.engine.server_events import ServerEvents, server_event_json
+from homeserver.engine.sync_ephemeral import EphemeralNews, empty_joined_room
+from homeserver.engine.sync_tokens import (
+    SyncToken,
+    parse_stream_token,
+    parse_sync_token,
+    stream_token,
+    sync_token,
+)
 from homeserver.engine.typing_state import TypingService
-from homeserver.errors import InvalidParam
 from homeserver.readmodel.positions import Watermark
 from homeserver.types import Requester
+
+__all__ = [
+    "Sync",
+    "SyncRequest",
+    "SyncToken",
+    "parse_stream_token",
+    "parse_sync_token",
+    "stream_token",
+    "sync_token",
+]
 
 _HERO_LIMIT = 5
 # Server events a new device's initial sync shows (the most recent ones).
 INITIAL_SERVER_EVENTS = 20
 # Events read per step when scanning a room's recent history.
 _SCAN_PAGE = 100
-
-
-@dataclass(frozen=True, slots=True)
-class SyncToken:
-    """Where a client is: everything up to the durable stream position `pos`, and
-    (None: unknown) the ephemeral stream position `ephemeral` (typing, presence).
-    Written "s<pos>_<ephemeral>";
-    "s<pos>" (a /messages token, or from before the ephemeral stream) is accepted."""
-
-    pos: int
-    ephemeral: int | None = None
-
-
-def parse_sync_token(token: str) -> SyncToken:
-    body, sep, ephemeral = token.partition("_")
-    digits = body[1:]
-    # isascii(): str.isdigit() also accepts digits that int() rejects, such as "²".
-    valid = (
-        token.startswith("s")
-        and digits.isascii()
-        and digits.isdigit()
-        and len(digits) <= 19
-        and (not sep or (ephemeral.isascii() and ephemeral.isdigit() and len(ephemeral) <= 19))
-    )
-    if not valid:
-        raise InvalidParam(f"Invalid stream token {token!r}")
-    return SyncToken(int(digits), int(ephemeral) if sep else None)
-
-
-def parse_stream_token(token: str) -> int:
-    """The durable stream position of a token (a /messages `from` or `to` may be a
-    /sync `next_batch`)."""
-    return parse_sync_token(token).pos
-
-
-def stream_token(pos: int) -> str:
-    return f"s{pos}"
-
-
-def sync_token(token: SyncToken) -> str:
-    if token.ephemeral is None:
-        return stream_token(token.pos)
-    return f"s{token.pos}_{token.ephemeral}"
 
 
 @dataclass(frozen=True)
@@ -94,6 +69,7 @@ class Sync:
     ) -> None:
         self._typing_service = typing
         self._watermark = watermark
+        self._news = EphemeralNews(storage, presence, typing)
         self._storage = storage
         self._clock = clock
         self._notifier = notifier
@@ -137,7 +113,7 @@ class Sync:
             if req.filter.wants_room(room_id)
         ]
         join: JsonDict = {}
-        typing_news, presence_events, upto = await self._ephemeral(
+        typing_news, presence_events, upto = await self._news.collect(
             join, requester.user_id, joined_ids, since.ephemeral
         )
         response = self._nothing_new(SyncToken(since.pos, upto))
@@ -215,7 +191,7 @@ class Sync:
                     {"type": record.type, "content": record.content}
                 )
         joined_ids = [m.room_id for m in joined]
-        typing_news, presence_events, ephemeral_pos = await self._ephemeral(
+        typing_news, presence_events, ephemeral_pos = await self._news.collect(
             join, user_id, joined_ids, since_ephemeral
         )
         server_events = await self._deliver_server_events(join, user_id, joined_ids, since, now_pos)
@@ -239,31 +215,6 @@ class Sync:
             or server_events
         )
         return response, has_news
-
-    async def _ephemeral(
-        self, join: JsonDict, user_id: str, joined_ids: list[str], since: int | None
-    ) -> tuple[bool, list[JsonDict], int]:
-        """Typing (into the joined rooms of `join`) and presence changed after the
-        ephemeral position `since` (None: the current state), from memory. Returns
-        whether typing was added, the m.presence events, and the ephemeral position
-        the answer covers (later changes are for the next /sync)."""
-        upto = self._typing_service.stream.current
-        if since is not None and since > upto:
-            since = None  # a token from before a clock change: start over
-        presence_events = await self._presence_events(user_id, joined_ids, since, upto)
-        changes, _ = self._typing_service.changes_since(joined_ids, since)
-        typing_news = False
-        for change in changes:
-            if change.pos > upto:
-                continue  # changed during the presence read: the next /sync has it
-            room = join.get(change.room_id)
-            if room is None:
-                room = join[change.room_id] = self._empty_joined_room()
-            room["ephemeral"]["events"].append(
-                {"type": "m.typing", "content": {"user_ids": list(change.user_ids)}}
-            )
-            typing_news = True
-        return typing_news, presence_events, upto
 
     async def _deliver_server_events(
         self,
@@ -296,36 +247,7 @@ class Sync:
                 top.append(server_event_json(event))
         return top
 
-    async def _presence_events(
-        self, user_id: str, joined_ids: list[str], since: int | None, upto: int
-    ) -> list[JsonDict]:
-        """m.presence of the user and everyone sharing a joined room, changed after the
-        ephemeral position `since` and at most `upto`."""
-        if not self._presence.enabled:
-            return []
-        audience = {user_id}
-        for room_id in joined_ids:
-            audience.update(await self._storage.rooms.get_joined_members(room_id))
-        records = await self._presence.changes_since(sorted(audience), since, upto)
-        return [
-            {
-                "type": "m.presence",
-                "sender": r.user_id,
-                "content": self._presence.event_content(r),
-            }
-            for r in records
-        ]
-
-    @staticmethod
-    def _empty_joined_room() -> JsonDict:
-        return {
-            "timeline": {"events": [], "limited": False},
-            "state": {"events": []},
-            "ephemeral": {"events": []},
-            "account_data": {"events": []},
-            "unread_notifications": {"notification_count": 0, "highlight_count": 0},
-            "summary": {},
-        }
+    _empty_joined_room = staticmethod(empty_joined_room)
 
     async def _was_joined_at(self, membership: MembershipRecord, since: int) -> bool:
         """Whether a user whose join is newer than `since` was already joined at `since`

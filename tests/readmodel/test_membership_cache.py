@@ -129,3 +129,37 @@ async def test_an_evicted_room_is_read_again_and_answers_the_same(counted: Count
     assert counted.calls["rooms.get_room_members"] == 1, counted.calls
     members = await counted.api.call("GET", f"rooms/{q(room_id)}/joined_members", token=alice)
     assert sorted(members.body["joined"]) == sorted([alice.user_id, bob.user_id])
+
+
+async def test_presence_stops_and_starts_reaching_a_user_with_the_shared_room(
+    counted: Counted,
+) -> None:
+    alice = await counted.api.register("alice")
+    bob = await counted.api.register("bob")
+    room_id = await counted.api.create_room(alice, preset="public_chat")
+    await _join(counted.api, bob, room_id)
+    path = f"presence/{q(alice.user_id)}/status"
+
+    async def alice_is(presence: str) -> None:
+        reply = await counted.api.call("PUT", path, token=alice, body={"presence": presence})
+        assert reply.status == 200, reply.body
+
+    def senders(body: dict[str, object]) -> list[str]:
+        presence = body["presence"]
+        assert isinstance(presence, dict)
+        return [e["sender"] for e in presence["events"]]
+
+    since = (await counted.api.sync(bob))["next_batch"]
+    await alice_is("unavailable")
+    body = await counted.api.sync(bob, since=since, timeout="0")
+    assert alice.user_id in senders(body)
+    await _leave(counted.api, bob, room_id)
+    since = (await counted.api.sync(bob, since=body["next_batch"], timeout="0"))["next_batch"]
+    await alice_is("online")
+    body = await counted.api.sync(bob, since=since, timeout="0")
+    assert alice.user_id not in senders(body)
+    await _join(counted.api, bob, room_id)
+    since = (await counted.api.sync(bob, since=body["next_batch"], timeout="0"))["next_batch"]
+    await alice_is("unavailable")
+    body = await counted.api.sync(bob, since=since, timeout="0")
+    assert alice.user_id in senders(body)
