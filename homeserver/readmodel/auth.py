@@ -62,6 +62,8 @@ class AuthModel:
         if self.tokens.fill(ticket, token.token, token):
             devices = self._by_device.setdefault(token.user_id, {})
             devices.setdefault(token.device_id, set()).add(token.token)
+        else:
+            self._token_evicted(token.token, token)  # the refused fill dropped it
 
     def _token_evicted(self, key: str, token: AccessToken) -> None:
         devices = self._by_device.get(token.user_id)
@@ -284,6 +286,7 @@ class CachedSessions:
 
     async def take_expired_sessions(self, now_ms: int, limit: int) -> list[SessionRecord]:
         taken = await self._inner.take_expired_sessions(now_ms, limit)
+        self._model.sessions.guard.moved()  # a fill in flight may hold one of them
         for session in taken:
             self._model.forget_session(session.session_id)
         return taken

@@ -85,6 +85,13 @@ class Counted:
         return Counter(self.calls)
 
 
+async def until_waiting(c: Counted) -> None:
+    """Until a /sync waits (the notifier signals nothing of its own waiters)."""
+    with trio.fail_after(5):
+        while not c.engine.notifier.waiting_users:  # noqa: ASYNC110
+            await trio.sleep(0.005)
+
+
 @pytest.fixture(params=backend_params())
 def backend_name(request: pytest.FixtureRequest) -> str:
     """A sync fixture, so that a skip keeps its reason."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import trio
 
 from tests.helpers import q
-from tests.readmodel.conftest import Counted
+from tests.readmodel.conftest import Counted, until_waiting
 
 
 async def test_a_send_in_a_known_room_reads_only_its_transaction(counted: Counted) -> None:
@@ -69,8 +69,7 @@ async def test_a_sync_woken_by_a_message_reads_only_the_room(counted: Counted) -
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(long_poll)
-            while not counted.engine.notifier.waiting_users:  # noqa: ASYNC110
-                await trio.sleep(0.005)
+            await until_waiting(counted)
             counted.reset()
             await counted.api.send_text(alice, room_id, "hello", "t1")
     # alice's send (its transaction and the append), then bob's /sync: the room's

@@ -9,17 +9,10 @@ import trio
 
 from homeserver.engine.sync import parse_stream_token, parse_sync_token
 from tests.helpers import Api, User, q
-from tests.readmodel.conftest import Counted
+from tests.readmodel.conftest import Counted, until_waiting
 
 # Room for every event of a batch: a limited timeline would skip some on purpose.
 WIDE_TIMELINE = json.dumps({"room": {"timeline": {"limit": 1000}}})
-
-
-async def _until_waiting(c: Counted) -> None:
-    """Until a /sync waits (the notifier signals nothing of its own waiters)."""
-    with trio.fail_after(5):
-        while not c.engine.notifier.waiting_users:  # noqa: ASYNC110
-            await trio.sleep(0.005)
 
 
 async def _ready(c: Counted) -> tuple[User, User, str, str]:
@@ -56,7 +49,7 @@ async def test_a_woken_sync_with_nothing_new_waits_on_without_storage(counted: C
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(long_poll)
-        await _until_waiting(counted)
+        await until_waiting(counted)
         counted.reset()
         for _ in range(5):
             counted.engine.notifier.notify([bob.user_id], parse_stream_token(since))
@@ -79,7 +72,7 @@ async def test_a_woken_sync_with_news_answers_it(counted: Counted) -> None:
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(long_poll)
-            await _until_waiting(counted)
+            await until_waiting(counted)
             event_id = await counted.api.send_text(alice, room_id, "hello", "t1")
     rooms = answer[0]["rooms"]
     assert isinstance(rooms, dict)
@@ -155,7 +148,7 @@ async def test_a_sync_woken_by_typing_answers_from_memory(counted: Counted) -> N
         with trio.fail_after(10):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(long_poll)
-                await _until_waiting(counted)
+                await until_waiting(counted)
                 body = {"typing": typing, "timeout": 30000} if typing else {"typing": False}
                 reply = await counted.api.call("PUT", path, token=alice, body=body)
                 assert reply.status == 200, reply.body
@@ -191,7 +184,7 @@ async def test_a_sync_woken_by_presence_answers_from_memory(counted: Counted) ->
         with trio.fail_after(10):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(long_poll)
-                await _until_waiting(counted)
+                await until_waiting(counted)
                 reply = await counted.api.call(
                     "PUT", path, token=alice, body={"presence": presence}
                 )
