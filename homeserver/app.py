@@ -26,11 +26,11 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from backends import BackendUnavailable, StorageError
 from homeserver.api import account, admin, auth, presence, rooms, sessions, sync, versions
 from homeserver.api._common import add_session_header, finish_session, json_response
+from homeserver.api.plain import NUL_REFUSED, TOO_LARGE, Reply, error_reply, has_nul, timed_out
 from homeserver.engine import Engine
-from homeserver.errors import InvalidParam, MatrixError
+from homeserver.errors import InvalidParam
 
 log = logging.getLogger("homeserver")
 
@@ -75,24 +75,25 @@ def _sync_wait_ms(cap_ms: int) -> int:
 
 
 def _timed_out() -> Response:
-    return json_response(
-        {"errcode": "M_UNAVAILABLE", "error": "The request took too long; retry later"},
-        503,
-        {"Retry-After": "1"},
-    )
+    return _reply(timed_out())
+
+
+def _reply(reply: Reply) -> Response:
+    return json_response(reply.body, reply.status, reply.headers or None)
 
 
 # Every hook and handler is async: Quart runs sync ones in a worker thread.
 
 
-async def _matrix_error(exc: MatrixError) -> Response:
-    return json_response(exc.to_json(), exc.status, exc.headers or None)
+async def _error(exc: Exception) -> Response:
+    """MatrixError, StorageError and anything unexpected: as the fast path answers."""
+    return _reply(error_reply(exc))
 
 
 async def _http_error(exc: HTTPException) -> Response:
     status = exc.code or 500
     if status == 413:
-        return json_response({"errcode": "M_TOO_LARGE", "error": "Request body too large"}, 413)
+        return json_response(TOO_LARGE, 413)
     if status in (404, 405):
         return json_response({"errcode": "M_UNRECOGNIZED", "error": "Unrecognized request"}, status)
     if status == 400:
@@ -102,31 +103,9 @@ async def _http_error(exc: HTTPException) -> Response:
     return json_response({"errcode": "M_UNKNOWN", "error": exc.name}, status)
 
 
-async def _storage_error(exc: StorageError) -> Response:
-    if isinstance(exc, BackendUnavailable):
-        log.warning("storage unavailable: %s", exc)
-        return json_response(
-            {
-                "errcode": "M_UNAVAILABLE",
-                "error": "The server's storage is unavailable; retry later",
-            },
-            503,
-            {"Retry-After": "1"},
-        )
-    log.error("storage error: %s", exc)
-    return json_response({"errcode": "M_UNKNOWN", "error": "Internal storage error"}, 500)
-
-
-async def _unexpected(exc: Exception) -> Response:
-    log.exception("unhandled error", exc_info=exc)
-    return json_response({"errcode": "M_UNKNOWN", "error": "Internal server error"}, 500)
-
-
 async def _refuse_nul() -> None:
-    # Ids and tokens from the path and query reach the store; PostgreSQL cannot hold
-    # NUL, so it is refused for every backend before any route runs.
-    if "\x00" in request.path or b"%00" in request.query_string:
-        raise InvalidParam("NUL characters are not allowed in the path or query")
+    if has_nul(request.path, request.query_string):
+        raise InvalidParam(NUL_REFUSED)
 
 
 def create_app(engine: Engine) -> HomeserverApp:
@@ -158,8 +137,6 @@ def create_app(engine: Engine) -> HomeserverApp:
     app.before_request(_refuse_nul)
     app.after_request(add_session_header)
     app.teardown_request(finish_session)
-    app.register_error_handler(MatrixError, _matrix_error)
     app.register_error_handler(HTTPException, _http_error)
-    app.register_error_handler(StorageError, _storage_error)
-    app.register_error_handler(Exception, _unexpected)
+    app.register_error_handler(Exception, _error)
     return app

@@ -15,6 +15,7 @@ from homeserver.app import create_app
 from homeserver.asgi import ASGIApp, HomeserverASGI
 from homeserver.config import Config
 from homeserver.engine import Engine
+from homeserver.fastpath import FastPath
 from homeserver.http_worker import serve as serve_connections
 
 log = logging.getLogger("homeserver")
@@ -59,7 +60,8 @@ async def serve(
         for warning in storage.warnings:
             log.warning("%s", warning)
         engine = Engine(config, storage)
-        app = HomeserverASGI(cast(ASGIApp, create_app(engine)))
+        # The hot routes are served by the fast path, the rest by Quart (same logic).
+        app = HomeserverASGI(FastPath(engine, cast(ASGIApp, create_app(engine))))
         http_config = hypercorn_config(config)
         async with trio.open_nursery() as nursery:
 

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Protocol, cast
 
-import trio
 from quart import Response, current_app, g, request
 
-from backends import StorageError
 from backends.records import JsonDict
-from homeserver import client_json
+from homeserver.api.plain import DUMPS, finish_lease, parse_object, token_from
 from homeserver.engine import Engine
 from homeserver.engine.sessions import SESSION_HEADER, RequestLease
-from homeserver.errors import BadJson, InvalidParam, MissingParam, MissingToken, NotJson
+from homeserver.errors import BadJson, InvalidParam, MissingParam
 from homeserver.types import Requester
 
 log = logging.getLogger("homeserver.api")
-_FINISH_DEADLINE_S = 2.0
-_DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 class _AppWithEngine(Protocol):
@@ -34,19 +29,11 @@ def engine() -> Engine:
 def json_response(
     body: object, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
-    return Response(_DUMPS(body), status=status, content_type="application/json", headers=headers)
+    return Response(DUMPS(body), status=status, content_type="application/json", headers=headers)
 
 
 def access_token() -> str:
-    header = request.headers.get("Authorization")
-    if header is not None:
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return token.strip()
-    query_token = request.args.get("access_token")
-    if query_token:
-        return query_token
-    raise MissingToken()
+    return token_from(request.headers.get("Authorization"), request.args.get("access_token"))
 
 
 _LEASE_KEY = "hs_lease"
@@ -83,24 +70,19 @@ async def finish_session(_exc: BaseException | None) -> None:
     lease: RequestLease | None = g.pop(_LEASE_KEY, None)
     if lease is None:
         return
-    with trio.CancelScope(shield=True, deadline=trio.current_time() + _FINISH_DEADLINE_S):
-        try:
-            await engine().sessions.finish_request(lease)
-        except StorageError as exc:
-            log.warning("could not record the end of a request in its session: %s", exc)
+    await finish_lease(engine(), lease)
 
 
 async def json_body(*, allow_empty: bool = False) -> JsonDict:
     """The request body as a JSON object (M_NOT_JSON / M_BAD_JSON otherwise)."""
-    data = await request.get_data()
-    if not data.strip():
-        if allow_empty:
-            return {}
-        raise NotJson("Request body is empty; a JSON object is required")
-    body = client_json.loads(data)
-    if not isinstance(body, dict):
-        raise BadJson("Request body must be a JSON object")
-    return body
+    return parse_object(await raw_body(), allow_empty=allow_empty)
+
+
+async def raw_body() -> bytes:
+    """The request body's bytes (a `plain.BodySource`)."""
+    data = await request.get_data(as_text=False)
+    assert isinstance(data, bytes)
+    return data
 
 
 def get_str(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, request
 
+from backends.records import JsonDict
 from homeserver.api._common import engine, json_response, requester
 from homeserver.engine.account_data import default_push_rules
 from homeserver.engine.rooms import SUPPORTED_ROOM_VERSIONS
@@ -13,12 +14,13 @@ unprefixed = Blueprint("discovery", __name__)
 client = Blueprint("client_misc", __name__)
 
 SPEC_VERSIONS = ["r0.6.1", *(f"v1.{minor}" for minor in range(1, 12))]
+VERSIONS: JsonDict = {"versions": SPEC_VERSIONS, "unstable_features": {}}
 
 
 @unprefixed.route("/_matrix/client/versions", methods=["GET"])
 async def versions() -> Response:
     """GET /_matrix/client/versions"""
-    return json_response({"versions": SPEC_VERSIONS, "unstable_features": {}})
+    return json_response(VERSIONS)
 
 
 @unprefixed.route("/.well-known/matrix/client", methods=["GET"])
