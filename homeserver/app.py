@@ -17,7 +17,6 @@ Such tests turn it off or keep the clock still around threads.)
 from __future__ import annotations
 
 import logging
-import math
 
 import trio
 from quart import Response, request
@@ -28,7 +27,15 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from homeserver.api import account, admin, auth, presence, rooms, sessions, sync, versions
 from homeserver.api._common import add_session_header, finish_session, json_response
-from homeserver.api.plain import NUL_REFUSED, TOO_LARGE, Reply, error_reply, has_nul, timed_out
+from homeserver.api.plain import (
+    NUL_REFUSED,
+    TOO_LARGE,
+    Reply,
+    deadline_s,
+    error_reply,
+    has_nul,
+    timed_out,
+)
 from homeserver.engine import Engine
 from homeserver.errors import InvalidParam
 
@@ -54,24 +61,9 @@ class HomeserverApp(QuartTrio):
         return await self.finalize_request(_timed_out(), request_context)
 
     def _request_timeout_s(self) -> float:
-        config = self.engine.config
-        timeout_ms = config.request_timeout_ms
-        if timeout_ms == 0:
-            return math.inf
         rule = request.url_rule
-        if rule is not None and self.view_functions.get(rule.endpoint) is sync.sync:
-            timeout_ms += _sync_wait_ms(config.sync_timeout_cap_ms)
-        return timeout_ms / 1000
-
-
-def _sync_wait_ms(cap_ms: int) -> int:
-    """The long-poll wait a /sync asks for, as the route will clamp it (0 if malformed:
-    the route refuses it)."""
-    try:
-        requested = int(request.args.get("timeout", "0") or "0")
-    except ValueError:
-        return 0
-    return max(0, min(cap_ms, requested))
+        is_sync = rule is not None and self.view_functions.get(rule.endpoint) is sync.sync
+        return deadline_s(self.engine.config, request.args.get if is_sync else None)
 
 
 def _timed_out() -> Response:

@@ -22,7 +22,6 @@ It sits inside `HomeserverASGI`, which adds CORS and guards the final send.
 from __future__ import annotations
 
 import logging
-import math
 import re
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl
@@ -36,6 +35,7 @@ from homeserver.api.plain import (
     DUMPS,
     NUL_REFUSED,
     Reply,
+    deadline_s,
     error_reply,
     finish_lease,
     has_nul,
@@ -43,6 +43,7 @@ from homeserver.api.plain import (
     token_from,
 )
 from homeserver.api.presence import presence_status, set_presence, set_typing
+from homeserver.api.sync import run_sync
 from homeserver.api.versions import VERSIONS
 from homeserver.asgi import ASGIApp, Receive, Scope, Send
 from homeserver.engine import Engine
@@ -151,6 +152,10 @@ async def _put_presence(engine: Engine, request: FastRequest, params: tuple[str,
     return await set_presence(engine, await request.requester(), params[0], request.body)
 
 
+async def _sync(engine: Engine, request: FastRequest, _params: tuple[str, ...]) -> JsonDict:
+    return await run_sync(engine, await request.requester(), request.arg)
+
+
 async def _put_typing(engine: Engine, request: FastRequest, params: tuple[str, ...]) -> JsonDict:
     who = await request.requester()
     return await set_typing(engine, who, params[0], params[1], request.body)
@@ -162,6 +167,7 @@ _CLIENT = r"/_matrix/client/(?:v3|r0)"
 ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
     ("GET", re.compile(r"/_matrix/client/versions"), _versions),
     ("GET", re.compile(_CLIENT + r"/account/whoami"), _whoami),
+    ("GET", re.compile(_CLIENT + r"/sync"), _sync),
     ("PUT", re.compile(_CLIENT + r"/rooms/([^/]+)/typing/([^/]+)"), _put_typing),
     ("GET", re.compile(_CLIENT + r"/presence/([^/]+)/status"), _get_presence),
     ("PUT", re.compile(_CLIENT + r"/presence/([^/]+)/status"), _put_presence),
@@ -193,26 +199,30 @@ class FastPath:
                 return
         await self.app(scope, receive, send)
 
-    def _timeout_s(self) -> float:
-        timeout_ms = self.engine.config.request_timeout_ms
-        return math.inf if timeout_ms == 0 else timeout_ms / 1000
-
     async def _serve(
         self, handler: Handler, params: tuple[str, ...], scope: Scope, receive: Receive, send: Send
     ) -> None:
         request = FastRequest(self.engine, scope, receive)
+        # A /sync waits: it must end when its client goes away, as Quart ends it. The
+        # other routes answer at once and read their body themselves.
+        long_poll = handler is _sync
+        timeout_s = deadline_s(self.engine.config, request.arg if long_poll else None)
         reply: Reply | None = None
         try:
-            with trio.move_on_after(self._timeout_s()):
+            with trio.move_on_after(timeout_s):
                 if has_nul(scope["path"], scope["query_string"]):
                     raise InvalidParam(NUL_REFUSED)
-                reply = Reply(200, await handler(self.engine, request, params))
+                if long_poll:
+                    body = await _until_disconnect(handler(self.engine, request, params), receive)
+                else:
+                    body = await handler(self.engine, request, params)
+                reply = Reply(200, body)
             if reply is None:
                 log.warning(
                     "request %s %s not answered within %g s: 503",
                     scope["method"],
                     scope["path"],
-                    self._timeout_s(),
+                    timeout_s,
                 )
                 reply = timed_out()
         except ClientGone:
@@ -238,3 +248,30 @@ class FastPath:
         ]
         await send({"type": "http.response.start", "status": reply.status, "headers": raw})
         await send({"type": "http.response.body", "body": data})
+
+
+async def _until_disconnect(work: Awaitable[JsonDict], receive: Receive) -> JsonDict:
+    """Await `work` unless the client disconnects first (then ClientGone). What `work`
+    raises is raised as is (not in an exception group)."""
+    result: list[JsonDict] = []
+    failed: list[Exception] = []
+    async with trio.open_nursery() as nursery:
+
+        async def run() -> None:
+            try:
+                result.append(await work)
+            except Exception as exc:
+                failed.append(exc)
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(run)
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                nursery.cancel_scope.cancel()
+                break
+    if failed:
+        raise failed[0]
+    if not result:
+        raise ClientGone()
+    return result[0]

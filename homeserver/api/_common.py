@@ -8,10 +8,17 @@ from typing import Protocol, cast
 from quart import Response, current_app, g, request
 
 from backends.records import JsonDict
-from homeserver.api.plain import DUMPS, finish_lease, parse_object, token_from
+from homeserver.api.plain import (
+    DUMPS,
+    bool_arg,
+    finish_lease,
+    int_arg,
+    parse_object,
+    token_from,
+)
 from homeserver.engine import Engine
 from homeserver.engine.sessions import SESSION_HEADER, RequestLease
-from homeserver.errors import BadJson, InvalidParam, MissingParam
+from homeserver.errors import BadJson, MissingParam
 from homeserver.types import Requester
 
 log = logging.getLogger("homeserver.api")
@@ -123,18 +130,11 @@ def get_object(body: JsonDict, key: str) -> JsonDict | None:
 
 
 def query_int(name: str, default: int, *, lo: int = 0, hi: int = 2**31) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidParam(f"Query parameter '{name}' must be an integer") from None
-    return max(lo, min(hi, value))
+    return int_arg(request.args.get, name, default, lo=lo, hi=hi)
 
 
 def query_bool(name: str) -> bool:
-    return request.args.get(name, "false").lower() in ("true", "1")
+    return bool_arg(request.args.get, name)
 
 
 def arg(name: str) -> str | None:

@@ -9,8 +9,10 @@ so a route answers byte for byte the same whichever adapter served it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -19,15 +21,18 @@ import trio
 from backends import BackendUnavailable, StorageError
 from backends.records import JsonDict
 from homeserver import client_json
+from homeserver.config import Config
 from homeserver.engine import Engine
 from homeserver.engine.sessions import RequestLease
-from homeserver.errors import BadJson, MatrixError, MissingToken, NotJson
+from homeserver.errors import BadJson, InvalidParam, MatrixError, MissingToken, NotJson
 
 log = logging.getLogger("homeserver")
 api_log = logging.getLogger("homeserver.api")
 
 # The request body, read when (and only if) a route asks for it.
 BodySource = Callable[[], Awaitable[bytes]]
+# A query parameter's first value by name (None if absent).
+Args = Callable[[str], str | None]
 
 DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 TOO_LARGE: JsonDict = {"errcode": "M_TOO_LARGE", "error": "Request body too large"}
@@ -63,6 +68,35 @@ def parse_object(data: bytes, *, allow_empty: bool = False) -> JsonDict:
     if not isinstance(body, dict):
         raise BadJson("Request body must be a JSON object")
     return body
+
+
+def int_arg(args: Args, name: str, default: int, *, lo: int = 0, hi: int = 2**31) -> int:
+    """An integer query parameter, clamped to [lo, hi] (M_INVALID_PARAM if not one)."""
+    raw = args(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidParam(f"Query parameter '{name}' must be an integer") from None
+    return max(lo, min(hi, value))
+
+
+def bool_arg(args: Args, name: str) -> bool:
+    return (args(name) or "false").lower() in ("true", "1")
+
+
+def deadline_s(config: Config, sync_args: Args | None = None) -> float:
+    """How long a request may take: `request_timeout_ms` (0: no limit), plus, for a
+    /sync (its query given), the long-poll wait it asked for as the route clamps it (0
+    if malformed: the route refuses it)."""
+    timeout_ms = config.request_timeout_ms
+    if timeout_ms == 0:
+        return math.inf
+    if sync_args is not None:
+        with contextlib.suppress(InvalidParam):
+            timeout_ms += int_arg(sync_args, "timeout", 0, lo=0, hi=config.sync_timeout_cap_ms)
+    return timeout_ms / 1000
 
 
 def has_nul(path: str, query_string: bytes) -> bool:

@@ -10,6 +10,7 @@ a fast route (nor skipped it for anything else).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -147,8 +148,16 @@ class Sides:
         by_quart, by_fast = await self.both(method, path, fast_route=fast_route, **kw)
         if ignore is not None:
             by_quart, by_fast = ignore(by_quart), ignore(by_fast)
-        assert by_fast == by_quart, (method, path)
+        assert by_fast == by_quart, (method, path, _difference(by_quart, by_fast))
         return by_fast
+
+
+def _difference(a: Answer, b: Answer) -> str:
+    def lines(answer: Answer) -> list[str]:
+        text = json.dumps(dataclasses.asdict(answer), indent=1, sort_keys=True)
+        return text.splitlines()
+
+    return "\n".join(difflib.unified_diff(lines(a), lines(b), "quart", "fast", lineterm=""))
 
 
 @pytest.fixture
@@ -174,6 +183,7 @@ async def test_every_fast_route_is_a_quart_route(app: HomeserverApp) -> None:
     samples = {
         "versions": "/_matrix/client/versions",
         "whoami": f"{V3}/account/whoami",
+        "sync": f"{V3}/sync",
         "typing": f"{V3}/rooms/!r:test.local/typing/@a:test.local",
         "status": f"{V3}/presence/@a:test.local/status",
     }
@@ -337,3 +347,117 @@ async def test_a_request_past_its_deadline_is_answered_503(
     answer = await sides.same("GET", f"{V3}/account/whoami", headers=bearer(alice))
     assert (answer.status, answer.body["errcode"]) == (503, "M_UNAVAILABLE")
     assert answer.headers["retry-after"] == "1"
+
+
+def without_moving_parts(answer: Answer) -> Answer:
+    """/sync answers name the stream position they reached and each event's age, which
+    move between two answers."""
+
+    def scrub(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {
+                k: scrub(v)
+                for k, v in value.items()
+                if k not in ("age", "last_active_ago", "next_batch")
+            }
+        if isinstance(value, list):
+            return [scrub(v) for v in value]
+        return value
+
+    return Answer(answer.status, answer.headers, scrub(answer.body))
+
+
+async def test_sync(sides: Sides, api: Api) -> None:
+    alice = await api.register("alice")
+    room = await api.create_room(alice)
+    await api.send_text(alice, room, "hello", "t1")
+    auth = bearer(alice)
+    initial = await sides.same("GET", f"{V3}/sync", headers=auth, ignore=without_moving_parts)
+    timeline = initial.body["rooms"]["join"][room]["timeline"]["events"]
+    assert [e["content"].get("body") for e in timeline][-1] == "hello"
+    since = (await api.sync(alice))["next_batch"]
+    quiet = await sides.same(
+        "GET", f"{V3}/sync", headers=auth, query={"since": since, "timeout": "0"}
+    )
+    assert quiet.body["next_batch"] == since
+    refusals = {
+        "since": ("nonsense", "M_INVALID_PARAM"),
+        "timeout": ("soon", "M_INVALID_PARAM"),
+        "set_presence": ("busy", "M_INVALID_PARAM"),
+        "filter": ("12345", "M_NOT_FOUND"),
+    }
+    for name, (value, errcode) in refusals.items():
+        answer = await sides.same("GET", f"{V3}/sync", headers=auth, query={name: value})
+        assert answer.body.get("errcode") == errcode, (name, answer.body)
+
+
+async def test_a_waiting_sync_wakes_on_the_fast_path(
+    sides: Sides, api: Api, engine: Engine
+) -> None:
+    alice = await api.register("alice")
+    room = await api.create_room(alice)
+    since = (await api.sync(alice))["next_batch"]
+    answers: list[Answer] = []
+    async with trio.open_nursery() as nursery:
+
+        async def wait() -> None:
+            query = {"since": since, "timeout": "5000"}
+            answers.append(
+                await call(sides.fast, "GET", f"{V3}/sync", headers=bearer(alice), query=query)
+            )
+
+        nursery.start_soon(wait)
+        with trio.fail_after(5):
+            while engine.notifier.waiting_users == 0:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        await api.send_text(alice, room, "wake up", "t2")
+    (answer,) = answers
+    events = answer.body["rooms"]["join"][room]["timeline"]["events"]
+    assert [e["content"]["body"] for e in events] == ["wake up"]
+    assert answer.headers["matrix-session"]
+
+
+async def test_a_sync_whose_client_left_ends_and_gives_its_session_back(
+    sides: Sides, api: Api, engine: Engine
+) -> None:
+    alice = await api.register("alice")
+    since = (await api.sync(alice))["next_batch"]
+    sent: list[dict[str, Any]] = []
+    left = trio.Event()
+    delivered = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await left.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: Any) -> None:
+        sent.append(dict(message))
+
+    scope: Scope = {
+        "type": "http",
+        "method": "GET",
+        "path": f"{V3}/sync",
+        "raw_path": f"{V3}/sync".encode(),
+        "query_string": urlencode({"since": since, "timeout": "30000"}).encode(),
+        "root_path": "",
+        "headers": [
+            (b"host", b"test.local"),
+            (b"authorization", f"Bearer {alice.access_token}".encode()),
+        ],
+        "http_version": "1.1",
+        "scheme": "http",
+    }
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sides.fast, scope, receive, send)
+            # The request holds its session while it waits.
+            while not (engine.sessions.in_flight_requests and engine.notifier.waiting_users):  # noqa: ASYNC110
+                await trio.sleep(0.01)
+            left.set()
+    # It ended long before its 30 s wait (fail_after), and answered nobody.
+    assert sent == []
+    assert engine.sessions.in_flight_requests == 0  # the lease went back
