@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from backends import Storage
 from backends.records import JsonDict
-from homeserver.engine.notifier import Notifier
+from homeserver.changefeed import ChangeFeed
 from homeserver.errors import MatrixError, NotFoundError
 from homeserver.types import localpart_of
 
@@ -15,9 +15,9 @@ _SERVER_MANAGED = frozenset(
 
 
 class AccountData:
-    def __init__(self, storage: Storage, notifier: Notifier) -> None:
+    def __init__(self, storage: Storage, feed: ChangeFeed) -> None:
         self._storage = storage
-        self._notifier = notifier
+        self._feed = feed
 
     async def put(self, user_id: str, room_id: str | None, type: str, content: JsonDict) -> None:
         if not type or len(type) > 255:
@@ -25,7 +25,14 @@ class AccountData:
         if type in _SERVER_MANAGED:
             raise MatrixError(405, "M_BAD_JSON", f"Cannot set {type} through the account data API")
         pos = await self._storage.account_data.put_account_data(user_id, room_id, type, content)
-        self._notifier.notify([user_id], pos)
+        self._feed.publish(
+            stream="durable",
+            pos=pos,
+            kind="account_data",
+            room_id=room_id,
+            user_ids=(user_id,),
+            payload={"type": type},
+        )
 
     async def get(self, user_id: str, room_id: str | None, type: str) -> JsonDict:
         content = await self._storage.account_data.get_account_data(user_id, room_id, type)

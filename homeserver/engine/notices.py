@@ -16,9 +16,9 @@ import trio
 
 from backends import Conflict, Storage
 from backends.records import JsonDict, Membership, ServerEventTarget, UserRecord
+from homeserver.changefeed import ChangeFeed
 from homeserver.clock import Clock
 from homeserver.engine.locks import KeyedLock
-from homeserver.engine.notifier import Notifier
 from homeserver.engine.rooms import CreateRoomRequest, Rooms
 from homeserver.namespace import NAMESPACE
 from homeserver.types import Requester
@@ -37,7 +37,7 @@ class ServerNotices:
         storage: Storage,
         clock: Clock,
         rooms: Rooms,
-        notifier: Notifier,
+        feed: ChangeFeed,
         *,
         server_name: str,
         localpart: str,
@@ -46,7 +46,7 @@ class ServerNotices:
         self._storage = storage
         self._clock = clock
         self._rooms = rooms
-        self._notifier = notifier
+        self._feed = feed
         self.enabled = enabled
         self.user_id = f"@{localpart}:{server_name}"
         self._requester = Requester(self.user_id, "SERVER")
@@ -127,7 +127,14 @@ class ServerNotices:
         pos = await self._storage.account_data.put_account_data(
             user_id, None, NOTICES_ROOM, {"room_id": room_id}
         )
-        self._notifier.notify([user_id], pos)
+        # The tag above is older: this position covers both.
+        self._feed.publish(
+            stream="durable",
+            pos=pos,
+            kind="account_data",
+            user_ids=(user_id,),
+            payload={"type": NOTICES_ROOM},
+        )
         return room_id
 
     async def _ensure_notices_user(self) -> None:

@@ -23,10 +23,10 @@ import trio
 
 from backends import Storage, StorageError
 from backends.records import JsonDict, Presence, PresenceRecord, SessionRecord
+from homeserver.changefeed import ChangeFeed
 from homeserver.clock import Clock
 from homeserver.engine.ephemeral import EphemeralStream
 from homeserver.engine.locks import KeyedLock
-from homeserver.engine.notifier import Notifier
 from homeserver.errors import Forbidden, NotFoundError
 
 log = logging.getLogger("homeserver.presence")
@@ -55,7 +55,7 @@ class PresenceService:
         self,
         storage: Storage,
         clock: Clock,
-        notifier: Notifier,
+        feed: ChangeFeed,
         stream: EphemeralStream,
         *,
         enabled: bool,
@@ -64,7 +64,7 @@ class PresenceService:
     ) -> None:
         self._storage = storage
         self._clock = clock
-        self._notifier = notifier
+        self._feed = feed
         self._stream = stream
         self.enabled = enabled
         self._locks = KeyedLock()
@@ -125,7 +125,13 @@ class PresenceService:
             self._remember(record)
             if presence == Presence.OFFLINE:
                 await self._write(user_id)
-        self._notifier.notify_ephemeral(await self.audience(user_id), record.stream_pos)
+        self._feed.publish(
+            stream="ephemeral",
+            pos=record.stream_pos,
+            kind="presence",
+            user_ids=await self.audience(user_id),
+            payload={"user_id": user_id},
+        )
         for observer in self.observers:
             observer(record)
         return record
@@ -181,7 +187,9 @@ class PresenceService:
             self._dirty.add(user_id)
             raise
         # The copy takes a durable position; nobody needs waking for it.
-        self._notifier.notify((), stored.stream_pos)
+        self._feed.publish(
+            stream="durable", pos=stored.stream_pos, kind="presence", payload={"user_id": user_id}
+        )
 
     async def flush(self) -> None:
         """Write every published change not yet in the store."""

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 
 from backends import Storage
 from backends.records import JsonDict, NewServerEvent, ServerEvent, ServerEventTarget
+from homeserver.changefeed import ChangeFeed
 from homeserver.clock import Clock
 from homeserver.engine.events import MAX_EVENT_BYTES, event_size, new_event_id
 from homeserver.engine.notices import ServerNotices
-from homeserver.engine.notifier import Notifier
 from homeserver.errors import InvalidParam, MatrixError, NotFoundError
 from homeserver.types import is_room_id, is_user_id
 
@@ -41,7 +41,7 @@ class ServerEvents:
         self,
         storage: Storage,
         clock: Clock,
-        notifier: Notifier,
+        feed: ChangeFeed,
         *,
         server_name: str,
         notices: ServerNotices | None = None,
@@ -49,7 +49,7 @@ class ServerEvents:
         self._notices = notices
         self._storage = storage
         self._clock = clock
-        self._notifier = notifier
+        self._feed = feed
         self.server_name = server_name
 
     async def send(
@@ -85,10 +85,14 @@ class ServerEvents:
                 target=target,
             )
         )
-        if recipients is None:
-            self._notifier.notify_all(event.stream_pos)
-        else:
-            self._notifier.notify(recipients, event.stream_pos)
+        self._feed.publish(
+            stream="durable",
+            pos=event.stream_pos,
+            kind="server_event",
+            room_id=target if target_kind == ServerEventTarget.ROOM else None,
+            user_ids=recipients or (),
+            everyone=recipients is None,
+        )
         if self._notices is not None:
             self._notices.enqueue(target_kind, target, content)
         return event

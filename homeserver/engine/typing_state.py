@@ -23,10 +23,10 @@ from dataclasses import dataclass
 
 from backends import Storage
 from backends.records import Membership
+from homeserver.changefeed import ChangeFeed
 from homeserver.clock import Clock
 from homeserver.engine.deadlines import DeadlineLoop
 from homeserver.engine.ephemeral import EphemeralStream
-from homeserver.engine.notifier import Notifier
 from homeserver.errors import Forbidden
 from homeserver.types import Requester
 
@@ -54,7 +54,7 @@ class TypingService:
         self,
         storage: Storage,
         clock: Clock,
-        notifier: Notifier,
+        feed: ChangeFeed,
         stream: EphemeralStream,
         *,
         timeout_cap_ms: int,
@@ -62,7 +62,7 @@ class TypingService:
     ) -> None:
         self._storage = storage
         self._clock = clock
-        self._notifier = notifier
+        self._feed = feed
         self.timeout_cap_ms = timeout_cap_ms
         self.stream = stream
         self._max_rooms = max_rooms
@@ -104,12 +104,14 @@ class TypingService:
 
     async def publish(self, changes: Sequence[TypingNow]) -> None:
         """Wake the joined members of every room whose typing set changed."""
-        if not changes:
-            return
-        users: set[str] = set()
-        for room_id in {c.room_id for c in changes}:
-            users.update(await self._storage.rooms.get_joined_members(room_id))
-        self._notifier.notify_ephemeral(users, max(c.pos for c in changes))
+        latest: dict[str, int] = {}
+        for change in changes:
+            latest[change.room_id] = max(latest.get(change.room_id, 0), change.pos)
+        for room_id, pos in latest.items():
+            members = await self._storage.rooms.get_joined_members(room_id)
+            self._feed.publish(
+                stream="ephemeral", pos=pos, kind="typing", room_id=room_id, user_ids=members
+            )
 
     async def set_typing(
         self, requester: Requester, room_id: str, user_id: str, typing: bool, timeout_ms: int

@@ -10,9 +10,13 @@ The store stays the source of truth: every write goes to it first, and a cache f
 only what the store answered. The engine
 builds every service over the wrapped storage, so no call site can bypass the caches.
 
-Within one process: a second process writing the same store does not reach these
-caches yet (the cross-process change feed is issue #14), which is why the README asks
-for one server process per store.
+The read model publishes its invalidations (a token revoked, a device deleted, a
+membership changed) on the change feed (`homeserver/changefeed.py`) when the write
+returns, and consumes the feed (`changes.ForeignChanges`): changes from other origins
+drop the entries they affect, a gap drops everything. The feed is in-process for now:
+a second process writing the same store does not reach these caches until the feed
+crosses processes (issue #14), which is why the README asks for one server process
+per store.
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ from typing import Any
 
 from backends import Storage
 from backends.records import AccountDataRecord, PresenceRecord
+from homeserver.changefeed import ChangeFeed, InProcessFeed
 from homeserver.readmodel.auth import AuthLimits, AuthModel, CachedDevices, CachedSessions
 from homeserver.readmodel.cache import BoundedCache, CacheStats
+from homeserver.readmodel.changes import ForeignChanges
 from homeserver.readmodel.positions import Watermark
 from homeserver.readmodel.presence import CachedPresence
 from homeserver.readmodel.rooms import CachedRooms, RoomLimits, RoomModel
@@ -42,7 +48,12 @@ class ReadModelLimits:
 
 
 class ReadModel:
-    def __init__(self, limits: ReadModelLimits | None = None) -> None:
+    """The caches, and the feed they publish to and consume (`feed`: the engine's; by
+    default one of its own)."""
+
+    def __init__(
+        self, limits: ReadModelLimits | None = None, *, feed: ChangeFeed | None = None
+    ) -> None:
         limits = limits or ReadModelLimits()
         self.auth = AuthModel(limits.auth)
         self.rooms = RoomModel(limits.rooms)
@@ -53,13 +64,23 @@ class ReadModel:
             "account_data", limits.account_data_users
         )
         self.watermark = Watermark()
+        self.feed: ChangeFeed = feed if feed is not None else InProcessFeed()
+        self.changes = ForeignChanges(
+            self.feed.origin,
+            auth=self.auth,
+            rooms=self.rooms,
+            presence=self.presence,
+            account_data=self.account_data,
+            clear=self.clear,
+        )
+        self.feed.subscribe(self.changes)
 
     def wrap(self, storage: Storage) -> Storage:
         return dataclasses.replace(
             storage,
-            devices=CachedDevices(storage.devices, self.auth),
+            devices=CachedDevices(storage.devices, self.auth, self.feed),
             sessions=CachedSessions(storage.sessions, self.auth),
-            rooms=CachedRooms(storage.rooms, self.rooms, self.watermark),
+            rooms=CachedRooms(storage.rooms, self.rooms, self.watermark, self.feed),
             presence=CachedPresence(storage.presence, self.presence, self.watermark),
             account_data=CachedAccountData(storage.account_data, self.account_data, self.watermark),
             server_events=TrackedServerEvents(storage.server_events, self.watermark),

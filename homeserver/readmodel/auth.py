@@ -11,8 +11,11 @@ Revocation takes effect on the very next request: deleting a device (logout), al
 a user's devices (logout/all), or logging in again on a device (which revokes its old
 tokens) drops the tokens from the cache once the store has deleted them.
 
-Within one process. A second process writing the same store (scale-out) must publish
-its revocations to this one: that is the change feed's job (issue #14).
+Each revocation is also published on the change feed (`homeserver/changefeed.py`), by
+device and never by token: "token_revoked" (a login on a device revoked its earlier
+tokens) and "device_deleted" (one device, or all of a user's). This process applied it
+already; another process sharing the store drops the same entries from its own caches
+(`readmodel/changes.py`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 
 from backends.protocols import AuthLookup, DeviceStore, SessionStart, SessionStore
 from backends.records import AccessToken, DeviceRecord, SessionRecord
+from homeserver.changefeed import ChangeFeed
 from homeserver.readmodel.cache import ANY_KEY, BoundedCache, Ticket, reading, writing
 
 Device = tuple[str, str]
@@ -129,6 +133,14 @@ class AuthModel:
         for session_id in self._device_sessions.pop((user_id, device_id), set()):
             self.sessions.pop(session_id)
 
+    def forget_user_sessions(self, user_id: str) -> None:
+        """Every cached session of every device of the user (a scan: rare)."""
+        self.sessions.guard.moved()
+        devices = {device for device in self._device_sessions if device[0] == user_id}
+        devices.update(device for device in self.active if device[0] == user_id)
+        for device in devices:
+            self.forget_device_sessions(*device)
+
     def lookup(self, token: str, session_id: str | None) -> AuthLookup | None:
         """The answer `SessionStore.authenticate` would give, if memory knows it all."""
         owner = self.tokens.get(token)
@@ -147,9 +159,10 @@ class AuthModel:
 class CachedDevices:
     """`DeviceStore` with the token -> owner lookup from memory."""
 
-    def __init__(self, inner: DeviceStore, model: AuthModel) -> None:
+    def __init__(self, inner: DeviceStore, model: AuthModel, feed: ChangeFeed) -> None:
         self._inner = inner
         self._model = model
+        self._feed = feed
 
     async def add_device_with_token(self, device: DeviceRecord, token: AccessToken) -> None:
         try:
@@ -158,6 +171,13 @@ class CachedDevices:
             # The store revoked the device's earlier tokens (or may have, if the call
             # failed after it wrote).
             self._model.revoke_device(device.user_id, device.device_id)
+            self._feed.publish(
+                stream="none",
+                pos=0,
+                kind="token_revoked",
+                user_ids=(device.user_id,),
+                payload={"device_id": device.device_id},
+            )
 
     async def get_device(self, user_id: str, device_id: str) -> DeviceRecord | None:
         return await self._inner.get_device(user_id, device_id)
@@ -175,12 +195,20 @@ class CachedDevices:
             return await self._inner.delete_device(user_id, device_id)
         finally:
             self._model.revoke_device(user_id, device_id)
+            self._feed.publish(
+                stream="none",
+                pos=0,
+                kind="device_deleted",
+                user_ids=(user_id,),
+                payload={"device_id": device_id},
+            )
 
     async def delete_all_devices(self, user_id: str) -> list[str]:
         try:
             return await self._inner.delete_all_devices(user_id)
         finally:
             self._model.revoke_user(user_id)
+            self._feed.publish(stream="none", pos=0, kind="device_deleted", user_ids=(user_id,))
 
     async def get_token(self, token: str) -> AccessToken | None:
         cached = self._model.tokens.get(token)

@@ -13,6 +13,10 @@ Appends go to the store first. A member event then drops what it changed (the ro
 members, the target's joined rooms), to be read again on the next use; the room's
 newest position is set from the stored events. An append that fails (it may have been
 stored) drops everything it might have changed. Everything else passes through.
+
+Each membership change is published on the change feed ("membership": the room and
+the users whose membership of it changed, or may have), at the write's return, for
+the caches of other processes sharing the store (`readmodel/changes.py`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 
 from backends.protocols import RoomStore
 from backends.records import ClientTxn, Event, Membership, MembershipRecord, NewEvent, RoomRecord
+from homeserver.changefeed import ChangeFeed
 from homeserver.readmodel.cache import BoundedCache, reading
 from homeserver.readmodel.positions import Watermark
 
@@ -106,10 +111,26 @@ def _member_changes(events: Sequence[NewEvent | Event]) -> tuple[list[str], list
 
 
 class CachedRooms:
-    def __init__(self, inner: RoomStore, model: RoomModel, watermark: Watermark) -> None:
+    def __init__(
+        self, inner: RoomStore, model: RoomModel, watermark: Watermark, feed: ChangeFeed
+    ) -> None:
         self._inner = inner
         self._model = model
         self._watermark = watermark
+        self._feed = feed
+
+    def _publish_memberships(self, events: Sequence[NewEvent | Event]) -> None:
+        by_room: dict[str, set[str]] = {}
+        for event in events:
+            if event.type == MEMBER and event.state_key:
+                by_room.setdefault(event.room_id, set()).add(event.state_key)
+        for room_id, users in sorted(by_room.items()):
+            self._publish_membership(room_id, sorted(users))
+
+    def _publish_membership(self, room_id: str, user_ids: Sequence[str]) -> None:
+        self._feed.publish(
+            stream="none", pos=0, kind="membership", room_id=room_id, user_ids=user_ids
+        )
 
     async def create_room(self, room: RoomRecord) -> None:
         await self._inner.create_room(room)
@@ -148,6 +169,7 @@ class CachedRooms:
                 for key in state_keys:
                     state.pop(key)
                 self._model.member_events_stored(*_member_changes(events))
+                self._publish_memberships(events)
             else:
                 for event in stored:
                     known = latest.peek(event.room_id)
@@ -157,6 +179,7 @@ class CachedRooms:
                         # Appends to a room run in order (its lock): the last one wins.
                         state.put((event.room_id, event.type, event.state_key), event)
                 self._model.member_events_stored(*_member_changes(stored))
+                self._publish_memberships(stored)
             for room_id in room_ids:
                 latest.guard.end(room_id, wrote=True)
             for key in state_keys:
@@ -260,6 +283,7 @@ class CachedRooms:
             await self._inner.forget_room(user_id, room_id)
         finally:
             self._model.member_events_stored([room_id], [user_id])
+            self._publish_membership(room_id, [user_id])
 
     async def current_stream_pos(self) -> int:
         return await self._inner.current_stream_pos()

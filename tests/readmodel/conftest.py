@@ -74,6 +74,9 @@ class Counted:
     api: Api
     engine: Engine
     calls: Counter[str]
+    # The counted stores beneath the read model: a write here is one the read model
+    # does not see (as if another process had made it).
+    store: Storage
 
     def reset(self) -> None:
         self.calls.clear()
@@ -147,7 +150,7 @@ async def _counted(
             async with app.test_app():
                 client = app.test_client()
                 assert isinstance(client, QuartClient)
-                yield Counted(Api(client), engine, calls)
+                yield Counted(Api(client), engine, calls, wrapped)
         finally:
             # The loops end (the presence write-behind flushes) before the store closes.
             loops.cancel()

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from backends import Storage
+from homeserver.changefeed import ChangeFeed
 from homeserver.clock import Clock
 from homeserver.engine.accounts import Accounts
 from homeserver.engine.event_sources import Signal
 from homeserver.engine.gatekeeper import Gatekeeper
-from homeserver.engine.notifier import Notifier
 from homeserver.engine.rooms.core import RoomCore
 from homeserver.engine.rooms.creation import (
     PRESETS,
@@ -54,7 +54,7 @@ class Rooms:
         self,
         storage: Storage,
         clock: Clock,
-        notifier: Notifier,
+        feed: ChangeFeed,
         accounts: Accounts,
         *,
         server_name: str,
@@ -63,7 +63,7 @@ class Rooms:
         gatekeeper: Gatekeeper,
         signal: Signal,
     ) -> None:
-        self.core = RoomCore(storage, clock, notifier)
+        self.core = RoomCore(storage, clock, feed)
         self.invites = RoomInvites(
             self.core, storage, gatekeeper, accounts, invite_state_types=invite_state_types
         )

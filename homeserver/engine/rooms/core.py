@@ -14,20 +14,20 @@ from typing import Any
 
 from backends import Storage
 from backends.records import ClientTxn, Event, JsonDict, Membership, NewEvent, RoomRecord
+from homeserver.changefeed import ChangeFeed, small
 from homeserver.clock import Clock
 from homeserver.engine.events import client_event, new_event_id
 from homeserver.engine.locks import KeyedLock
-from homeserver.engine.notifier import Notifier
 from homeserver.engine.power_levels import PowerLevels
 from homeserver.errors import Forbidden
 from homeserver.types import Requester
 
 
 class RoomCore:
-    def __init__(self, storage: Storage, clock: Clock, notifier: Notifier) -> None:
+    def __init__(self, storage: Storage, clock: Clock, feed: ChangeFeed) -> None:
         self._storage = storage
         self._clock = clock
-        self._notifier = notifier
+        self._feed = feed
         self._locks = KeyedLock()
 
     def hold(self, room_id: str) -> AbstractAsyncContextManager[None]:
@@ -94,16 +94,29 @@ class RoomCore:
         )
 
     async def _notify_rooms(self, events: Sequence[Event]) -> None:
-        if not events:
-            return
-        users: set[str] = set()
-        for room_id in {e.room_id for e in events}:
+        """Publish one change per room: its joined and invited members (and the target
+        of a leave, kick or ban: they must learn about it too), at its newest position,
+        with the state keys the events set when they fit."""
+        by_room: dict[str, list[Event]] = {}
+        for event in events:
+            by_room.setdefault(event.room_id, []).append(event)
+        for room_id, room_events in by_room.items():
+            users: set[str] = set()
             for member in await self._storage.rooms.get_room_members(room_id):
                 if member.membership in (Membership.JOIN, Membership.INVITE):
                     users.add(member.user_id)
-        # The target of a leave/kick/ban must learn about it too.
-        users.update(e.state_key for e in events if e.type == "m.room.member" and e.state_key)
-        self._notifier.notify(users, max(e.stream_pos for e in events))
+            users.update(
+                e.state_key for e in room_events if e.type == "m.room.member" and e.state_key
+            )
+            state = [[e.type, e.state_key] for e in room_events if e.state_key is not None]
+            self._feed.publish(
+                stream="durable",
+                pos=max(e.stream_pos for e in room_events),
+                kind="room_event",
+                room_id=room_id,
+                user_ids=users,
+                payload=small({"state": state}, {"state": None}) if state else None,
+            )
 
     def format(self, event: Event, requester: Requester | None, **kw: Any) -> JsonDict:
         """The client format of a stored event, as `requester` sees it."""
