@@ -9,6 +9,10 @@
 - rooms (`get_room`: a room never changes once created) and current state events
   (`get_state_event`: power levels, join rules, ... set by the appends).
 
+The room's timeline and current state are read from the store, but a read in flight is
+shared by the callers that ask the same at once (`shared.SharedReads`: the /syncs one
+message wakes read the room once).
+
 Appends go to the store first. A member event then drops what it changed (the room's
 members, the target's joined rooms), to be read again on the next use; the room's
 newest position is set from the stored events. An append that fails (it may have been
@@ -30,6 +34,7 @@ from backends.records import ClientTxn, Event, Membership, MembershipRecord, New
 from homeserver.changefeed import ChangeFeed
 from homeserver.readmodel.cache import BoundedCache, reading
 from homeserver.readmodel.positions import Watermark
+from homeserver.readmodel.shared import SharedReads
 
 MEMBER = "m.room.member"
 
@@ -118,6 +123,9 @@ class CachedRooms:
         self._model = model
         self._watermark = watermark
         self._feed = feed
+        # A room's timeline and state reads, shared by the /syncs that ask the same at
+        # once (N listeners woken by one message: one read, not N).
+        self._reads: SharedReads[Event] = SharedReads(model.latest.guard)
 
     def _publish_memberships(self, events: Sequence[NewEvent | Event]) -> None:
         by_room: dict[str, set[str]] = {}
@@ -190,7 +198,9 @@ class CachedRooms:
         return await self._inner.get_event(event_id)
 
     async def get_current_state(self, room_id: str) -> list[Event]:
-        return await self._inner.get_current_state(room_id)
+        return await self._reads.share(
+            ("state", room_id), room_id, lambda: self._inner.get_current_state(room_id)
+        )
 
     async def get_state_event(self, room_id: str, type: str, state_key: str) -> Event | None:
         key = (room_id, type, state_key)
@@ -213,8 +223,12 @@ class CachedRooms:
         limit: int,
         newest_first: bool,
     ) -> list[Event]:
-        return await self._inner.get_room_events(
-            room_id, after=after, before=before, limit=limit, newest_first=newest_first
+        return await self._reads.share(
+            ("events", room_id, after, before, limit, newest_first),
+            room_id,
+            lambda: self._inner.get_room_events(
+                room_id, after=after, before=before, limit=limit, newest_first=newest_first
+            ),
         )
 
     async def get_latest_positions(self, room_ids: Sequence[str]) -> dict[str, int]:
