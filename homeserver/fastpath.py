@@ -10,12 +10,15 @@ the same helpers for everything around it (`homeserver.api.plain`: token, body, 
 replies), so a route answers the same whichever adapter serves it
 (tests/api/test_fastpath.py sends each request through both and compares).
 
-Exactly what Quart would do around a route is done here too: NUL in the path or
-query refused, the request's deadline (`request_timeout_ms`, 503 when it passes), the
-session lease taken by the route and given back (shielded) before the response is
-sent, the `Matrix-Session` header on every response of a request that ran in a
-session, the body limit (`max_request_bytes`, 413). Anything that does not match a
-fast route exactly (another method, a trailing slash, HEAD) goes to Quart unchanged.
+What Quart does around a route is done here too: NUL in the path or query refused,
+the request's deadline (`request_timeout_ms`, 503 when it passes; a /sync adds its
+wait), the session lease taken by the route and given back (shielded), the
+`Matrix-Session` header on every response of a request that ran in a session, the
+body limit (`max_request_bytes`, 413), a waiting /sync ended when its client
+disconnects. One difference, on purpose: the lease is given back once the response
+is sent, not before, so the client does not wait for the session's bookkeeping.
+Anything that does not match a fast route exactly (another method, a trailing slash,
+HEAD) goes to Quart unchanged.
 It sits inside `HomeserverASGI`, which adds CORS and guards the final send.
 """
 
@@ -209,32 +212,36 @@ class FastPath:
         timeout_s = deadline_s(self.engine.config, request.arg if long_poll else None)
         reply: Reply | None = None
         try:
-            with trio.move_on_after(timeout_s):
-                if has_nul(scope["path"], scope["query_string"]):
-                    raise InvalidParam(NUL_REFUSED)
-                if long_poll:
-                    body = await _until_disconnect(handler(self.engine, request, params), receive)
-                else:
-                    body = await handler(self.engine, request, params)
-                reply = Reply(200, body)
-            if reply is None:
-                log.warning(
-                    "request %s %s not answered within %g s: 503",
-                    scope["method"],
-                    scope["path"],
-                    timeout_s,
-                )
-                reply = timed_out()
-        except ClientGone:
-            return
-        except Exception as exc:
-            reply = error_reply(exc)
+            try:
+                with trio.move_on_after(timeout_s):
+                    if has_nul(scope["path"], scope["query_string"]):
+                        raise InvalidParam(NUL_REFUSED)
+                    if long_poll:
+                        work = handler(self.engine, request, params)
+                        body = await _until_disconnect(work, receive)
+                    else:
+                        body = await handler(self.engine, request, params)
+                    reply = Reply(200, body)
+                if reply is None:
+                    log.warning(
+                        "request %s %s not answered within %g s: 503",
+                        scope["method"],
+                        scope["path"],
+                        timeout_s,
+                    )
+                    reply = timed_out()
+            except ClientGone:
+                return
+            except Exception as exc:
+                reply = error_reply(exc)
+            await self._send(send, reply, request.lease)
         finally:
-            # Booked before the answer leaves, as Quart's teardown does: a client that
-            # sends its next request at once finds the session's deadline moved.
+            # Booked once the answer is on its way (Quart's teardown books it before):
+            # the client does not wait for it. On SQL that booking can be a write
+            # (`Sessions.finish_request`), queued behind other writers when one change
+            # wakes hundreds of /syncs at once.
             if request.lease is not None:
                 await finish_lease(self.engine, request.lease)
-        await self._send(send, reply, request.lease)
 
     async def _send(self, send: Send, reply: Reply, lease: RequestLease | None) -> None:
         data = DUMPS(reply.body).encode()

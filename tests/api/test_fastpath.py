@@ -461,3 +461,54 @@ async def test_a_sync_whose_client_left_ends_and_gives_its_session_back(
     # It ended long before its 30 s wait (fail_after), and answered nobody.
     assert sent == []
     assert engine.sessions.in_flight_requests == 0  # the lease went back
+
+
+async def test_the_answer_does_not_wait_for_the_sessions_bookkeeping(
+    sides: Sides, api: Api, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast path sends the answer, then gives the lease back (a write on SQL
+    when the deadline moves); the lease is given back all the same."""
+    alice = await api.register("alice")
+    real = engine.sessions.finish_request
+    release = trio.Event()
+    finished: list[object] = []
+
+    async def slow_finish(lease: Any) -> None:
+        await release.wait()
+        await real(lease)
+        finished.append(lease)
+
+    monkeypatch.setattr(engine.sessions, "finish_request", slow_finish)
+    answered = trio.Event()
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(dict(message))
+        if message["type"] == "http.response.body":
+            answered.set()
+
+    scope: Scope = {
+        "type": "http",
+        "method": "GET",
+        "path": f"{V3}/account/whoami",
+        "raw_path": f"{V3}/account/whoami".encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"test.local"),
+            (b"authorization", f"Bearer {alice.access_token}".encode()),
+        ],
+        "http_version": "1.1",
+        "scheme": "http",
+    }
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sides.fast, scope, receive, send)
+            await answered.wait()
+            assert sent[0]["status"] == 200
+            assert engine.sessions.in_flight_requests == 1 and not finished
+            release.set()
+    assert finished and engine.sessions.in_flight_requests == 0
