@@ -44,20 +44,16 @@ class Answer:
     body: Any
 
 
-async def call(
-    app: ASGIApp,
+def http_scope(
     method: str,
     path: str,
     *,
     query: dict[str, str] | bytes | None = None,
     headers: dict[str, str] | None = None,
-    body: bytes = b"",
-    chunk: int | None = None,
-) -> Answer:
-    """One request through an ASGI app, as Hypercorn would deliver it (the body in
-    chunks of `chunk` bytes if given)."""
+) -> Scope:
+    """The scope Hypercorn would give the app for this request."""
     raw_query = query if isinstance(query, bytes) else urlencode(query or {}).encode()
-    scope: Scope = {
+    return {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
         "http_version": "1.1",
@@ -78,6 +74,21 @@ async def call(
         "server": ("127.0.0.1", 8008),
         "extensions": {},
     }
+
+
+async def call(
+    app: ASGIApp,
+    method: str,
+    path: str,
+    *,
+    query: dict[str, str] | bytes | None = None,
+    headers: dict[str, str] | None = None,
+    body: bytes = b"",
+    chunk: int | None = None,
+) -> Answer:
+    """One request through an ASGI app, as Hypercorn would deliver it (the body in
+    chunks of `chunk` bytes if given)."""
+    scope = http_scope(method, path, query=query, headers=headers)
     size = chunk or max(1, len(body))
     pieces = [body[i : i + size] for i in range(0, len(body), size)] or [b""]
     sent: list[dict[str, Any]] = []
@@ -437,20 +448,8 @@ async def test_a_sync_whose_client_left_ends_and_gives_its_session_back(
     async def send(message: Any) -> None:
         sent.append(dict(message))
 
-    scope: Scope = {
-        "type": "http",
-        "method": "GET",
-        "path": f"{V3}/sync",
-        "raw_path": f"{V3}/sync".encode(),
-        "query_string": urlencode({"since": since, "timeout": "30000"}).encode(),
-        "root_path": "",
-        "headers": [
-            (b"host", b"test.local"),
-            (b"authorization", f"Bearer {alice.access_token}".encode()),
-        ],
-        "http_version": "1.1",
-        "scheme": "http",
-    }
+    query = {"since": since, "timeout": "30000"}
+    scope = http_scope("GET", f"{V3}/sync", query=query, headers=bearer(alice))
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(sides.fast, scope, receive, send)
@@ -490,20 +489,7 @@ async def test_the_answer_does_not_wait_for_the_sessions_bookkeeping(
         if message["type"] == "http.response.body":
             answered.set()
 
-    scope: Scope = {
-        "type": "http",
-        "method": "GET",
-        "path": f"{V3}/account/whoami",
-        "raw_path": f"{V3}/account/whoami".encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"host", b"test.local"),
-            (b"authorization", f"Bearer {alice.access_token}".encode()),
-        ],
-        "http_version": "1.1",
-        "scheme": "http",
-    }
+    scope = http_scope("GET", f"{V3}/account/whoami", headers=bearer(alice))
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(sides.fast, scope, receive, send)
