@@ -1,7 +1,8 @@
 """Tokens and sessions from memory: the request hot path without a storage round trip.
 
-`AuthModel` holds three bounded caches: access token -> owner, session id -> session,
-device -> its active session. `CachedDevices` and `CachedSessions` implement the
+`AuthModel` holds four bounded caches: access token -> owner, session id -> session,
+device -> its active session, user -> the ids of all of their sessions (presence is
+derived from them on every change). `CachedDevices` and `CachedSessions` implement the
 storage protocols over the real stores and keep the caches current: every write goes
 to the store first and the cache follows only once it has returned (or failed: then
 the entries it may have touched are dropped). Nothing acknowledged depends on the
@@ -46,13 +47,19 @@ class AuthModel:
             "sessions", limits.sessions, on_evict=self._session_evicted
         )
         self.active: BoundedCache[Device, str] = BoundedCache("active_sessions", limits.sessions)
+        # user -> the ids of all of the user's sessions in the store (what
+        # list_user_sessions answers, with the records from `sessions`: an entry
+        # counts only while every one of its sessions is cached).
+        self.user_sessions: BoundedCache[str, frozenset[str]] = BoundedCache(
+            "user_sessions", limits.sessions
+        )
         # user -> device -> tokens cached: what a revocation must drop.
         self._by_device: dict[str, dict[str, set[str]]] = {}
         # device -> the ids of its sessions cached.
         self._device_sessions: dict[Device, set[str]] = {}
 
     def caches(self) -> list[BoundedCache[Any, Any]]:
-        return [self.tokens, self.sessions, self.active]
+        return [self.tokens, self.sessions, self.active, self.user_sessions]
 
     def clear(self) -> None:
         for cache in self.caches():
@@ -250,7 +257,12 @@ class CachedSessions:
 
     async def start_session(self, session: SessionRecord, *, replace: bool) -> SessionStart:
         try:
-            result = await self._inner.start_session(session, replace=replace)
+            with writing(self._model.user_sessions, session.user_id):
+                try:
+                    result = await self._inner.start_session(session, replace=replace)
+                finally:
+                    # The user's set of sessions changed (or may have).
+                    self._model.user_sessions.pop(session.user_id)
         finally:
             # Which session is the device's active one is settled by the store: any
             # fill of this device in flight is refused.
@@ -297,26 +309,53 @@ class CachedSessions:
         return updated
 
     async def end_session(self, session_id: str) -> SessionRecord | None:
+        # Whose session it is may not be known beforehand: the user's entry misses
+        # anyway once this session leaves the cache (see list_user_sessions).
         with writing(self._model.sessions, session_id):
             try:
                 return await self._inner.end_session(session_id)
             finally:
                 self._model.forget_session(session_id)
+                self._model.user_sessions.guard.moved()
 
     async def end_device_sessions(self, user_id: str, device_id: str) -> list[SessionRecord]:
         try:
-            return await self._inner.end_device_sessions(user_id, device_id)
+            with writing(self._model.user_sessions, user_id):
+                try:
+                    return await self._inner.end_device_sessions(user_id, device_id)
+                finally:
+                    self._model.user_sessions.pop(user_id)
         finally:
             self._model.forget_device_sessions(user_id, device_id)
 
     async def list_user_sessions(self, user_id: str) -> list[SessionRecord]:
-        return await self._inner.list_user_sessions(user_id)
+        """From memory when the user's session ids and every one of those sessions are
+        cached (a session dropped from the cache, ended or expired, makes it a miss);
+        else read through, and remember them all."""
+        model = self._model
+        ids = model.user_sessions.get(user_id)
+        if ids is not None:
+            records = [model.sessions.peek(session_id) for session_id in ids]
+            known = [r for r in records if r is not None]
+            if len(known) == len(records):
+                return sorted(known, key=lambda s: (s.created_ts, s.session_id))
+        with (
+            reading(model.user_sessions, user_id) as ticket,
+            reading(model.sessions, ANY_KEY) as sessions_ticket,
+        ):
+            found = await self._inner.list_user_sessions(user_id)
+            kept = [model.remember_session(sessions_ticket, s, guarded_by=ANY_KEY) for s in found]
+            if all(kept):
+                model.user_sessions.fill(ticket, user_id, frozenset(s.session_id for s in found))
+        return found
 
     async def take_expired_sessions(self, now_ms: int, limit: int) -> list[SessionRecord]:
         taken = await self._inner.take_expired_sessions(now_ms, limit)
         self._model.sessions.guard.moved()  # a fill in flight may hold one of them
+        self._model.user_sessions.guard.moved()
         for session in taken:
             self._model.forget_session(session.session_id)
+            self._model.user_sessions.pop(session.user_id)
         return taken
 
     async def next_session_deadline(self) -> int | None:

@@ -32,10 +32,8 @@ async def test_a_presence_change_stores_the_session_and_writes_the_rest_behind(
     await _set(counted.api, alice, "unavailable")
     counted.reset()
     await _set(counted.api, alice, "online", "here")
-    assert counted.calls == {
-        "sessions.set_session_presence": 1,
-        "sessions.list_user_sessions": 1,
-    }, counted.calls
+    # The user's sessions, from which presence is derived, come from memory.
+    assert counted.calls == {"sessions.set_session_presence": 1}, counted.calls
     status = await _status(counted.api, alice, alice)
     assert (status["presence"], status["status_msg"]) == ("online", "here")
     counted.reset()
@@ -70,3 +68,33 @@ async def test_presence_seen_by_others_follows_each_change(counted: Counted) -> 
     assert (await _status(counted.api, bob, alice))["presence"] == "unavailable"
     await _set(counted.api, alice, "online")
     assert (await _status(counted.api, bob, alice))["presence"] == "online"
+
+
+async def test_a_new_or_ended_session_is_in_the_next_presence_at_once(counted: Counted) -> None:
+    """Presence is the strongest over the user's sessions, listed from memory: a
+    session started on another device, and its end, count at once."""
+    alice = await counted.api.register("alice")
+    await _set(counted.api, alice, "unavailable", "phone")
+    await _set(counted.api, alice, "unavailable", "phone")  # the list is cached now
+    login = await counted.api.call(
+        "POST",
+        "login",
+        body={
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": "alice"},
+            "password": alice.password,
+        },
+    )
+    assert login.status == 200, login.body
+    laptop = User(alice.user_id, login.body["access_token"], login.body["device_id"], "")
+    await _set(counted.api, laptop, "online", "laptop")
+    status = await _status(counted.api, alice, alice)
+    assert (status["presence"], status["status_msg"]) == ("online", "laptop")
+    counted.reset()
+    assert (await counted.api.call("POST", "logout", token=laptop, body={})).status == 200
+    status = await _status(counted.api, alice, alice)
+    assert (status["presence"], status["status_msg"]) == ("unavailable", "phone")
+    # And the store agrees with what memory answered.
+    listed = await counted.engine.storage.sessions.list_user_sessions(alice.user_id)
+    counted.engine.read_model.clear()
+    assert await counted.engine.storage.sessions.list_user_sessions(alice.user_id) == listed
