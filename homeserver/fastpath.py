@@ -37,13 +37,14 @@ from homeserver.api.auth import whoami_json
 from homeserver.api.plain import (
     DUMPS,
     NUL_REFUSED,
+    TOO_LARGE,
     Reply,
+    begin_lease,
     deadline_s,
     error_reply,
     finish_lease,
     has_nul,
     timed_out,
-    token_from,
 )
 from homeserver.api.presence import presence_status, set_presence, set_typing
 from homeserver.api.sync import run_sync
@@ -58,17 +59,17 @@ log = logging.getLogger("homeserver")
 
 _URL_QUOTE = "werkzeug.url_quote"
 assert werkzeug.urls  # imported for its side effect
-_SESSION_HEADER_BYTES = SESSION_HEADER.lower().encode("latin-1")
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
 class ClientGone(Exception):
-    """The client disconnected before its request body arrived."""
+    """The client disconnected before its answer (while sending its body, or while
+    its /sync waited)."""
 
 
 class BodyTooLarge(MatrixError):
     def __init__(self) -> None:
-        super().__init__(413, "M_TOO_LARGE", "Request body too large")
+        super().__init__(413, TOO_LARGE["errcode"], TOO_LARGE["error"])
 
 
 class FastRequest:
@@ -86,10 +87,11 @@ class FastRequest:
         self._body: bytes | None = None
         self.lease: RequestLease | None = None
 
-    def header(self, name: bytes) -> str | None:
-        """The first value of a header (`name` in lower case), as Quart decodes it."""
+    def header(self, name: str) -> str | None:
+        """The first value of a header, as Quart decodes it (a `plain.Args`)."""
+        wanted = name.lower().encode("latin-1")
         for key, value in self._scope["headers"]:
-            if key.lower() == name:
+            if key.lower() == wanted:
                 text: str = value.decode("latin-1")
                 return text
         return None
@@ -106,15 +108,10 @@ class FastRequest:
             self._args = args
         return self._args.get(name)
 
-    async def requester(self, *, with_session: bool = True) -> Requester:
+    async def requester(self) -> Requester:
         """As `homeserver.api._common.requester`: authenticate, take the lease."""
-        token = token_from(self.header(b"authorization"), self.arg("access_token"))
-        session_id = self.header(_SESSION_HEADER_BYTES) or self.arg("session_id")
-        lease = await self._engine.sessions.begin_request(
-            token, session_id, with_session=with_session
-        )
-        self.lease = lease
-        return lease.requester
+        self.lease = await begin_lease(self._engine, self.header, self.arg)
+        return self.lease.requester
 
     async def body(self) -> bytes:
         """The whole body (a `plain.BodySource`), at most `max_request_bytes`."""

@@ -10,11 +10,11 @@ from quart import Response, current_app, g, request
 from backends.records import JsonDict
 from homeserver.api.plain import (
     DUMPS,
+    begin_lease,
     bool_arg,
     finish_lease,
     int_arg,
     parse_object,
-    token_from,
 )
 from homeserver.engine import Engine
 from homeserver.engine.sessions import SESSION_HEADER, RequestLease
@@ -39,10 +39,6 @@ def json_response(
     return Response(DUMPS(body), status=status, content_type="application/json", headers=headers)
 
 
-def access_token() -> str:
-    return token_from(request.headers.get("Authorization"), request.args.get("access_token"))
-
-
 _LEASE_KEY = "hs_lease"
 
 
@@ -54,9 +50,8 @@ async def requester(*, with_session: bool = True) -> Requester:
     `with_session=False` (session management, logout) authenticates by token alone.
     The lease goes back to the engine at teardown (`finish_session`).
     """
-    session_id = request.headers.get(SESSION_HEADER) or request.args.get("session_id")
-    lease = await engine().sessions.begin_request(
-        access_token(), session_id, with_session=with_session
+    lease = await begin_lease(
+        engine(), request.headers.get, request.args.get, with_session=with_session
     )
     setattr(g, _LEASE_KEY, lease)
     return lease.requester

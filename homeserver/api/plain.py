@@ -23,7 +23,7 @@ from backends.records import JsonDict
 from homeserver import client_json
 from homeserver.config import Config
 from homeserver.engine import Engine
-from homeserver.engine.sessions import RequestLease
+from homeserver.engine.sessions import SESSION_HEADER, RequestLease
 from homeserver.errors import BadJson, InvalidParam, MatrixError, MissingToken, NotJson
 
 log = logging.getLogger("homeserver")
@@ -56,6 +56,17 @@ def token_from(authorization: str | None, query_token: str | None) -> str:
     if query_token:
         return query_token
     raise MissingToken()
+
+
+async def begin_lease(
+    eng: Engine, header: Args, arg: Args, *, with_session: bool = True
+) -> RequestLease:
+    """Authenticate a request and take its session lease: the token from the
+    Authorization header or the query, the session from the `Matrix-Session` header or
+    the `session_id` parameter (else the device's active session)."""
+    token = token_from(header("Authorization"), arg("access_token"))
+    session_id = header(SESSION_HEADER) or arg("session_id")
+    return await eng.sessions.begin_request(token, session_id, with_session=with_session)
 
 
 def parse_object(data: bytes, *, allow_empty: bool = False) -> JsonDict:
