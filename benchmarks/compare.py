@@ -11,11 +11,12 @@ are split over the comparison rounds (50 wake rounds over 3 rounds: 17 each).
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import statistics
 import tempfile
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,23 @@ def schedule(
 ) -> list[tuple[str, int, str]]:
     """(scenario, round, target) in run order: per scenario, A B C in every round."""
     return [(s, r, t) for s in scenarios for r in range(rounds) for t in targets]
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """No garbage-collector pass in the load generator during one measurement.
+
+    A full pass over this process's heap took 60-80 ms (gc.callbacks, 2026-12-08), and
+    a pause of the load generator is counted as latency of whichever target it is
+    measuring. Measurements are bounded in time; what cycles they leave is collected
+    right after."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.collect()
 
 
 def wake_rounds_per_round(scenario: str, params: sc.Params, rounds: int) -> int:
@@ -109,13 +127,14 @@ def run_comparison(
             assert fixture is not None
             order.append([scenario, round_index, name])
             try:
-                figures = measure(
-                    scenario,
-                    target,
-                    fixture,
-                    params,
-                    wake_rounds_per_round(scenario, params, rounds),
-                )
+                with collector_paused():
+                    figures = measure(
+                        scenario,
+                        target,
+                        fixture,
+                        params,
+                        wake_rounds_per_round(scenario, params, rounds),
+                    )
             except Exception as exc:
                 alive = target.alive()
                 progress(f"{where}: FAILED: {exc!r}")

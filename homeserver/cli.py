@@ -5,6 +5,7 @@ source checkout: see benchmarks/README.md)."""
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 from collections.abc import Sequence
@@ -118,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from homeserver.server import serve
 
     try:
-        trio.run(serve, config)
+        trio.run(functools.partial(serve, config, freeze_heap=True))
     except PluginLoadError as exc:
         return _fail(str(exc), 2)
     except StorageError as exc:
