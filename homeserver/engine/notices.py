@@ -18,8 +18,8 @@ from backends import Conflict, Storage
 from backends.records import JsonDict, Membership, ServerEventTarget, UserRecord
 from homeserver.changefeed import ChangeFeed
 from homeserver.clock import Clock
-from homeserver.engine.locks import KeyedLock
 from homeserver.engine.rooms import CreateRoomRequest, Rooms
+from homeserver.locks import KeyedLock
 from homeserver.namespace import NAMESPACE
 from homeserver.types import Requester
 

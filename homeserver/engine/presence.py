@@ -26,8 +26,8 @@ from backends.records import JsonDict, Presence, PresenceRecord, SessionRecord
 from homeserver.changefeed import ChangeFeed
 from homeserver.clock import Clock
 from homeserver.engine.ephemeral import EphemeralStream
-from homeserver.engine.locks import KeyedLock
 from homeserver.errors import Forbidden, NotFoundError
+from homeserver.locks import KeyedLock
 
 log = logging.getLogger("homeserver.presence")
 

@@ -27,6 +27,7 @@ from typing import Any
 from backends.protocols import AuthLookup, DeviceStore, SessionStart, SessionStore
 from backends.records import AccessToken, DeviceRecord, SessionRecord
 from homeserver.changefeed import ChangeFeed
+from homeserver.locks import KeyedLock
 from homeserver.readmodel.cache import ANY_KEY, BoundedCache, Ticket, reading, writing
 
 Device = tuple[str, str]
@@ -234,6 +235,10 @@ class CachedSessions:
     def __init__(self, inner: SessionStore, model: AuthModel) -> None:
         self._inner = inner
         self._model = model
+        # This process's writes of one session (deadline, presence, end) one at a time:
+        # two in flight would refuse each other's fill (the guard cannot tell which the
+        # store applied last), and the session would drop out of the cache.
+        self._writes = KeyedLock()
 
     async def authenticate(self, token: str, session_id: str | None) -> AuthLookup | None:
         known = self._model.lookup(token, session_id)
@@ -285,38 +290,41 @@ class CachedSessions:
 
     async def touch_session(self, session_id: str, last_active_ts: int, expires_at_ms: int) -> bool:
         sessions = self._model.sessions
-        with writing(sessions, session_id) as ticket:
-            touched = await self._inner.touch_session(session_id, last_active_ts, expires_at_ms)
-            cached = sessions.peek(session_id)
-            if not touched:
-                self._model.forget_session(session_id)
-            elif cached is not None:
-                self._model.remember_session(
-                    ticket,
-                    replace(cached, last_active_ts=last_active_ts, expires_at_ms=expires_at_ms),
-                )
+        async with self._writes.hold(session_id):
+            with writing(sessions, session_id) as ticket:
+                touched = await self._inner.touch_session(session_id, last_active_ts, expires_at_ms)
+                cached = sessions.peek(session_id)
+                if not touched:
+                    self._model.forget_session(session_id)
+                elif cached is not None:
+                    self._model.remember_session(
+                        ticket,
+                        replace(cached, last_active_ts=last_active_ts, expires_at_ms=expires_at_ms),
+                    )
         return touched
 
     async def set_session_presence(
         self, session_id: str, presence: str, status_msg: str | None
     ) -> SessionRecord | None:
-        with writing(self._model.sessions, session_id) as ticket:
-            updated = await self._inner.set_session_presence(session_id, presence, status_msg)
-            if updated is None:
-                self._model.forget_session(session_id)
-            else:
-                self._model.remember_session(ticket, updated)
+        async with self._writes.hold(session_id):
+            with writing(self._model.sessions, session_id) as ticket:
+                updated = await self._inner.set_session_presence(session_id, presence, status_msg)
+                if updated is None:
+                    self._model.forget_session(session_id)
+                else:
+                    self._model.remember_session(ticket, updated)
         return updated
 
     async def end_session(self, session_id: str) -> SessionRecord | None:
         # Whose session it is may not be known beforehand: the user's entry misses
         # anyway once this session leaves the cache (see list_user_sessions).
-        with writing(self._model.sessions, session_id):
-            try:
-                return await self._inner.end_session(session_id)
-            finally:
-                self._model.forget_session(session_id)
-                self._model.user_sessions.guard.moved()
+        async with self._writes.hold(session_id):
+            with writing(self._model.sessions, session_id):
+                try:
+                    return await self._inner.end_session(session_id)
+                finally:
+                    self._model.forget_session(session_id)
+                    self._model.user_sessions.guard.moved()
 
     async def end_device_sessions(self, user_id: str, device_id: str) -> list[SessionRecord]:
         try:
@@ -351,11 +359,13 @@ class CachedSessions:
 
     async def take_expired_sessions(self, now_ms: int, limit: int) -> list[SessionRecord]:
         taken = await self._inner.take_expired_sessions(now_ms, limit)
-        self._model.sessions.guard.moved()  # a fill in flight may hold one of them
-        self._model.user_sessions.guard.moved()
+        model = self._model
         for session in taken:
-            self._model.forget_session(session.session_id)
-            self._model.user_sessions.pop(session.user_id)
+            # A read of it in flight may come back with it: it must not fill.
+            model.sessions.guard.wrote(session.session_id)
+            model.user_sessions.guard.wrote(session.user_id)
+            model.forget_session(session.session_id)
+            model.user_sessions.pop(session.user_id)
         return taken
 
     async def next_session_deadline(self) -> int | None:

@@ -32,7 +32,8 @@ class CacheStats:
 
 
 # The key of a read that does not know beforehand which key it will find (a lookup by
-# another index): every write of any key that finishes while it is in flight refuses it.
+# another index). Its fill of a key is refused by a write of that key that finished
+# while it was in flight (the guard notes which keys those were), or by `moved()`.
 ANY_KEY: object = object()
 
 
@@ -50,12 +51,15 @@ class FillGuard:
     An answer found by an operation is kept only if no write to its key, and no write
     to everything, finished while it was in flight."""
 
-    __slots__ = ("_busy", "_everything", "_versions")
+    __slots__ = ("_any_written", "_busy", "_everything", "_versions")
 
     def __init__(self) -> None:
         self._everything = 0
         self._versions: dict[object, int] = {}
         self._busy: dict[object, int] = {}
+        # While reads on ANY_KEY are in flight: each key written meanwhile, with the
+        # ANY_KEY version its write finished at (that version counts those writes).
+        self._any_written: dict[object, int] = {}
 
     def begin(self, key: object) -> Ticket:
         self._busy[key] = self._busy.get(key, 0) + 1
@@ -64,19 +68,34 @@ class FillGuard:
     def still(self, ticket: Ticket, key: object) -> bool:
         return ticket == Ticket(self._everything, self._versions.get(key, 0))
 
+    def still_any(self, ticket: Ticket, key: object) -> bool:
+        """For a read on ANY_KEY that found `key`: no write of `key`, and no write of
+        everything, finished since it took `ticket`."""
+        return ticket.everything == self._everything and self._any_written.get(key, 0) <= ticket.key
+
     def end(self, key: object, *, wrote: bool) -> None:
         """The operation that began on `key` is over (`wrote`: it changed the store).
-        A write also counts for the reads in flight on `ANY_KEY`."""
+        A write is also noted for the reads in flight on `ANY_KEY`."""
         if wrote:
             self._versions[key] = self._versions.get(key, 0) + 1
             if ANY_KEY in self._busy and key is not ANY_KEY:
-                self._versions[ANY_KEY] = self._versions.get(ANY_KEY, 0) + 1
+                version = self._versions.get(ANY_KEY, 0) + 1
+                self._versions[ANY_KEY] = version
+                self._any_written[key] = version
         busy = self._busy[key] - 1
         if busy:
             self._busy[key] = busy
         else:
             del self._busy[key]
             self._versions.pop(key, None)
+            if key is ANY_KEY:
+                self._any_written.clear()
+
+    def wrote(self, key: object) -> None:
+        """A write of `key` that took no ticket (one of many a bulk write reports)
+        finished: the reads of it in flight, or on ANY_KEY, will not fill."""
+        self.begin(key)
+        self.end(key, wrote=True)
 
     def moved(self) -> None:
         """A write changed (or may have changed) any number of entries."""
@@ -136,7 +155,11 @@ class BoundedCache(Generic[K, V]):
         such as ANY_KEY) found or wrote, unless a write came between; then the entry is
         dropped (a later read finds out). The caller still ends its operation with
         `guard.end`."""
-        if not self.guard.still(ticket, key if guarded_by is None else guarded_by):
+        if guarded_by is ANY_KEY:
+            kept = self.guard.still_any(ticket, key)
+        else:
+            kept = self.guard.still(ticket, key if guarded_by is None else guarded_by)
+        if not kept:
             self.stats.refused_fills += 1
             self._entries.pop(key, None)
             return False

@@ -17,9 +17,9 @@ from backends.records import ClientTxn, Event, JsonDict, Membership, NewEvent, R
 from homeserver.changefeed import ChangeFeed, small
 from homeserver.clock import Clock
 from homeserver.engine.events import client_event, new_event_id
-from homeserver.engine.locks import KeyedLock
 from homeserver.engine.power_levels import PowerLevels
 from homeserver.errors import Forbidden
+from homeserver.locks import KeyedLock
 from homeserver.types import Requester
 
 
