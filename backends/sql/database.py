@@ -42,6 +42,19 @@ read-then-write transaction can neither lose an update nor fail with "database i
 locked" half way), and writes are funnelled through a limiter of 1. (A write abandoned
 at its deadline frees that limiter at once; the next write then waits on SQLite's own
 lock until the abandoned one has ended.)
+
+Group commit (SQLite). The writes that queue up while one runs go to the database
+together when the writer's turn comes: one thread hop, one `BEGIN IMMEDIATE` and one
+COMMIT for all of them, each function run in turn in that transaction (so each sees
+the ones before it, exactly as if they had run one after the other). Each caller still
+hears only after the COMMIT. If any of them fails, the whole transaction is rolled back
+(nothing of it was written) and each is run again in its own transaction, so one
+failing write never fails another. Under 32 concurrent clients a presence change cost
+about a third of its time in that per-transaction overhead.
+
+`write_one` is for a write of one statement that may safely run twice (it sets
+values): on PostgreSQL it runs in autocommit mode (one round trip, not three), so a
+connection lost mid-statement may have applied it before it is retried.
 """
 
 from __future__ import annotations
@@ -54,8 +67,10 @@ import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
+import outcome
 import sqlalchemy.exc
 import trio
 from sqlalchemy import Connection, Engine
@@ -167,6 +182,19 @@ class _Operation:
         self._on_done(self)
 
 
+@dataclass(eq=False)
+class _Queued(Generic[T]):
+    """One write waiting for SQLite's writer, to go in the next group commit."""
+
+    fn: Callable[[Connection], T]
+    conflict: str | None
+    # Cancelled by the writer that takes this write into its group.
+    waiting: trio.CancelScope = field(default_factory=trio.CancelScope)
+    taken: bool = False
+    result: outcome.Outcome[T] | None = None
+    done: trio.Event = field(default_factory=trio.Event)
+
+
 class Database:
     """An engine plus the limiters that gate access to it from Trio.
 
@@ -191,6 +219,10 @@ class Database:
         self._discard_stopped = not is_sqlite
         # Operations whose threads have not ended (abandoned ones included).
         self._live: set[_Operation] = set()
+        # SQLite: writes waiting for the writer, taken together by the next one.
+        self._queued: list[_Queued[Any]] = []
+        self.group_commits = 0  # transactions that carried more than one write
+        self.groups_rolled_back = 0  # groups that failed, so each write ran on its own
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn(connection)` in a read transaction, in a worker thread."""
@@ -206,20 +238,105 @@ class Database:
         return await self._run(fn, write=False, conflict=None, autocommit=self._autocommit)
 
     async def write(self, fn: Callable[[Connection], T], *, conflict: str | None = None) -> T:
-        """Run `fn(connection)` in a write transaction, in a worker thread.
+        """Run `fn(connection)` in a write transaction, in a worker thread (on SQLite
+        possibly together with other writes: see group commit above).
 
         An integrity error becomes `Conflict(conflict)` when `conflict` is given (the
         transaction is rolled back, so nothing is written), else a StorageError.
         """
+        if self._write_limiter is not None:
+            return await self._grouped(fn, conflict)
         return await self._run(fn, write=True, conflict=conflict)
+
+    async def write_one(self, fn: Callable[[Connection], T], *, conflict: str | None = None) -> T:
+        """`write` for `fn` that writes with ONE statement and may safely run twice:
+        on PostgreSQL in autocommit mode (one round trip), on SQLite as `write`."""
+        if self._write_limiter is not None:
+            return await self._grouped(fn, conflict)
+        return await self._run(fn, write=True, conflict=conflict, autocommit=True)
+
+    async def _grouped(self, fn: Callable[[Connection], T], conflict: str | None) -> T:
+        """Wait for SQLite's writer; whoever gets it runs every write queued by then."""
+        assert self._write_limiter is not None
+        deadline = trio.current_time() + self._timeout_s
+        item: _Queued[T] = _Queued(fn, conflict)
+        self._queued.append(item)
+        try:
+            with item.waiting, trio.move_on_at(deadline):
+                async with self._write_limiter:
+                    group, self._queued = self._queued, []
+                    for queued in group:
+                        queued.taken = True
+                        if queued is not item:
+                            queued.waiting.cancel()
+                    # The others' answers depend on this group: it runs to the end
+                    # (each transaction within its own deadline) even if we are
+                    # cancelled, and we hear of that afterwards.
+                    with trio.CancelScope(shield=True):
+                        await self._commit_group(group)
+        finally:
+            if not item.taken:
+                self._queued.remove(item)
+        if not item.taken:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            raise BackendUnavailable(f"database did not answer within {self._timeout_s:g} s")
+        if not item.done.is_set():
+            # Taken by another writer: its group ends within its deadlines.
+            with trio.CancelScope(shield=True):
+                await item.done.wait()
+        await trio.lowlevel.checkpoint_if_cancelled()
+        assert item.result is not None
+        return item.result.unwrap()
+
+    async def _commit_group(self, group: list[_Queued[Any]]) -> None:
+        """Run the group in one transaction; if it fails, each write on its own."""
+        try:
+            if len(group) == 1:
+                only = group[0]
+                only.result = await outcome.acapture(
+                    self._run, only.fn, write=True, conflict=only.conflict
+                )
+                return
+
+            def run_all(conn: Connection) -> list[Any]:
+                return [queued.fn(conn) for queued in group]
+
+            try:
+                values = await self._run(run_all, write=True, conflict=None)
+            except BackendUnavailable as exc:
+                # Not one write's fault (the database is slow or gone): every one fails.
+                for queued in group:
+                    queued.result = outcome.Error(exc)
+                return
+            except StorageError:
+                # Rolled back: nothing of it was written. Each on its own, so only the
+                # failing one hears of its failure.
+                self.groups_rolled_back += 1
+                for queued in group:
+                    queued.result = await outcome.acapture(
+                        self._run, queued.fn, write=True, conflict=queued.conflict
+                    )
+                return
+            self.group_commits += 1
+            for queued, value in zip(group, values, strict=True):
+                queued.result = outcome.Value(value)
+        finally:
+            for queued in group:
+                if queued.result is None:  # pragma: no cover - only on a bug above
+                    queued.result = outcome.Error(StorageError("write not run"))
+                queued.done.set()
 
     async def migrate(self, fn: Callable[[Connection], T]) -> T:
         """Run a schema migration `fn(connection)` in a write transaction: without the
         operation deadline and, on PostgreSQL, without the server-side limits (DDL on a
         big table may take long). Connecting is still bounded."""
-        return await self._run(
-            functools.partial(_unlimited, fn), write=True, conflict=None, timeout_s=math.inf
+        run = functools.partial(
+            self._run, functools.partial(_unlimited, fn), write=True, conflict=None
         )
+        if self._write_limiter is not None:
+            async with self._write_limiter:
+                return await run(timeout_s=math.inf)
+        return await run(timeout_s=math.inf)
 
     async def _run(
         self,
@@ -237,9 +354,7 @@ class Database:
         work = functools.partial(self._transaction, op, fn, write, conflict, autocommit)
         with trio.CancelScope(deadline=deadline) as timer:
             try:
-                if write and self._write_limiter is not None:
-                    async with self._write_limiter:
-                        return await self._in_thread(work)
+                # SQLite's writes come here holding its writer (`_grouped`).
                 return await self._in_thread(work)
             except trio.Cancelled:
                 if op.stop_unless_started() or timer.cancel_called:
@@ -304,7 +419,7 @@ class Database:
             try:
                 if write:
                     conn.execution_options(**{WRITE_OPTION: True})
-                elif autocommit:
+                if autocommit:
                     # Reset to the default level when the connection returns to the pool.
                     conn.execution_options(isolation_level="AUTOCOMMIT")
                 with conn.begin():

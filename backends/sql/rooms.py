@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Text, literal_column, select, update
+from sqlalchemy import Connection, Text, bindparam, literal_column, select, update
 from sqlalchemy.sql.expression import ColumnClause
 
 from backends.errors import Conflict, DuplicateTransaction, NotFound
@@ -17,7 +18,12 @@ from backends.sql.codec import (
     membership_from_row,
     room_from_row,
 )
-from backends.sql.common import MAX_POSITION, allocate_positions, insert_for
+from backends.sql.common import (
+    MAX_POSITION,
+    TXN_EVENT,
+    allocate_positions,
+    upsert_for,
+)
 from backends.sql.database import Database
 from backends.sql.schema import events as event_table
 from backends.sql.schema import memberships, room_state, rooms, stream_counter, txns
@@ -29,6 +35,67 @@ _IN_CHUNK = 500
 # A literal, not a bound parameter: only then can SQLite's planner (and PostgreSQL's
 # generic plans) match the partial indexes on `membership = 'join'`.
 _JOIN: ColumnClause[str] = literal_column("'join'", Text)
+
+
+# The statements of every append, built once (see `sessions.py` for why).
+_ROOMS_IN = select(rooms.c.room_id).where(rooms.c.room_id.in_(bindparam("b_ids", expanding=True)))
+_EVENTS_IN = select(event_table.c.event_id).where(
+    event_table.c.event_id.in_(bindparam("b_ids", expanding=True))
+)
+_INSERT_EVENTS = event_table.insert()
+_SET_LATEST = (
+    update(rooms)
+    .where(rooms.c.room_id == bindparam("b_room_id"))
+    .values(latest_pos=bindparam("b_pos"))
+)
+_STATE_CONTENT = (
+    select(event_table.c.content)
+    .join(room_state, room_state.c.stream_pos == event_table.c.stream_pos)
+    .where(
+        room_state.c.room_id == bindparam("b_room_id"),
+        room_state.c.type == bindparam("b_type"),
+        room_state.c.state_key == bindparam("b_state_key"),
+    )
+)
+
+
+@functools.cache
+def _record_txn_statement(dialect: str) -> Any:
+    insert = upsert_for(dialect, txns)
+    return (
+        insert.values(
+            user_id=bindparam("b_user_id"),
+            device_id=bindparam("b_device_id"),
+            txn_key=bindparam("b_txn_key"),
+            event_id=bindparam("b_event_id"),
+        )
+        .on_conflict_do_nothing(index_elements=[txns.c.user_id, txns.c.device_id, txns.c.txn_key])
+        # RETURNING, not rowcount: drivers need not report rowcount for an INSERT.
+        .returning(txns.c.event_id)
+    )
+
+
+@functools.cache
+def _set_state_statement(dialect: str) -> Any:
+    insert = upsert_for(dialect, room_state)
+    return insert.on_conflict_do_update(
+        index_elements=[room_state.c.room_id, room_state.c.type, room_state.c.state_key],
+        set_={"stream_pos": insert.excluded.stream_pos},
+    )
+
+
+@functools.cache
+def _set_membership_statement(dialect: str) -> Any:
+    insert = upsert_for(dialect, memberships)
+    return insert.on_conflict_do_update(
+        index_elements=[memberships.c.room_id, memberships.c.user_id],
+        set_={
+            "membership": insert.excluded.membership,
+            "event_id": insert.excluded.event_id,
+            "stream_pos": insert.excluded.stream_pos,
+            "forgotten": False,
+        },
+    )
 
 
 class SqlRoomStore:
@@ -103,7 +170,7 @@ class SqlRoomStore:
                 rows.append(row)
                 # Decoded afresh from the stored form: never the caller's own dicts.
                 stored.append(event_from_mapping(row))
-            conn.execute(event_table.insert(), rows)
+            conn.execute(_INSERT_EVENTS, rows)
             _apply_state(conn, stored)
             return stored
 
@@ -285,23 +352,12 @@ def _record_txn(conn: Connection, txn: ClientTxn, event_id: str) -> None:
     writer's uncommitted record of the same transaction makes this insert wait for that
     writer's outcome, so of two concurrent attempts exactly one goes on.
     """
+    key = {"b_user_id": txn.user_id, "b_device_id": txn.device_id, "b_txn_key": txn.txn_key}
     inserted = conn.execute(
-        insert_for(conn, txns)
-        .values(
-            user_id=txn.user_id, device_id=txn.device_id, txn_key=txn.txn_key, event_id=event_id
-        )
-        .on_conflict_do_nothing(index_elements=[txns.c.user_id, txns.c.device_id, txns.c.txn_key])
-        # RETURNING, not rowcount: drivers need not report rowcount for an INSERT.
-        .returning(txns.c.event_id)
+        _record_txn_statement(conn.dialect.name), {**key, "b_event_id": event_id}
     ).first()
     if inserted is None:
-        recorded = conn.execute(
-            select(txns.c.event_id).where(
-                txns.c.user_id == txn.user_id,
-                txns.c.device_id == txn.device_id,
-                txns.c.txn_key == txn.txn_key,
-            )
-        ).scalar_one()
+        recorded = conn.execute(TXN_EVENT, key).scalar_one()
         raise DuplicateTransaction(recorded)
 
 
@@ -312,18 +368,12 @@ def _check_new_events(conn: Connection, batch: list[NewEvent]) -> None:
     known_rooms: set[str] = set()
     for start in range(0, len(room_ids), _IN_CHUNK):
         chunk = room_ids[start : start + _IN_CHUNK]
-        known_rooms.update(
-            conn.execute(select(rooms.c.room_id).where(rooms.c.room_id.in_(chunk))).scalars()
-        )
+        known_rooms.update(conn.execute(_ROOMS_IN, {"b_ids": chunk}).scalars())
     event_ids = [new.event_id for new in batch]
     existing: set[str] = set()
     for start in range(0, len(event_ids), _IN_CHUNK):
         chunk = event_ids[start : start + _IN_CHUNK]
-        existing.update(
-            conn.execute(
-                select(event_table.c.event_id).where(event_table.c.event_id.in_(chunk))
-            ).scalars()
-        )
+        existing.update(conn.execute(_EVENTS_IN, {"b_ids": chunk}).scalars())
     seen: set[str] = set()
     for new in batch:
         if new.room_id not in known_rooms:
@@ -336,15 +386,10 @@ def _check_new_events(conn: Connection, batch: list[NewEvent]) -> None:
 def _state_content(conn: Connection, key: tuple[str, str, str]) -> str | None:
     """The stored content of the current state event for (room, type, state_key)."""
     room_id, type_, state_key = key
-    return conn.execute(
-        select(event_table.c.content)
-        .join(room_state, room_state.c.stream_pos == event_table.c.stream_pos)
-        .where(
-            room_state.c.room_id == room_id,
-            room_state.c.type == type_,
-            room_state.c.state_key == state_key,
-        )
+    content: str | None = conn.execute(
+        _STATE_CONTENT, {"b_room_id": room_id, "b_type": type_, "b_state_key": state_key}
     ).scalar_one_or_none()
+    return content
 
 
 def _apply_state(conn: Connection, stored: list[Event]) -> None:
@@ -354,37 +399,26 @@ def _apply_state(conn: Connection, stored: list[Event]) -> None:
         latest[event.room_id] = event.stream_pos
         if event.state_key is None:
             continue
-        insert = insert_for(conn, room_state).values(
-            room_id=event.room_id,
-            type=event.type,
-            state_key=event.state_key,
-            stream_pos=event.stream_pos,
-        )
         conn.execute(
-            insert.on_conflict_do_update(
-                index_elements=[room_state.c.room_id, room_state.c.type, room_state.c.state_key],
-                set_={"stream_pos": insert.excluded.stream_pos},
-            )
+            _set_state_statement(conn.dialect.name),
+            {
+                "room_id": event.room_id,
+                "type": event.type,
+                "state_key": event.state_key,
+                "stream_pos": event.stream_pos,
+            },
         )
         if event.type == "m.room.member":
-            member = insert_for(conn, memberships).values(
-                room_id=event.room_id,
-                user_id=event.state_key,
-                membership=str(event.content.get("membership", "")),
-                event_id=event.event_id,
-                stream_pos=event.stream_pos,
-                forgotten=False,
-            )
             conn.execute(
-                member.on_conflict_do_update(
-                    index_elements=[memberships.c.room_id, memberships.c.user_id],
-                    set_={
-                        "membership": member.excluded.membership,
-                        "event_id": member.excluded.event_id,
-                        "stream_pos": member.excluded.stream_pos,
-                        "forgotten": False,
-                    },
-                )
+                _set_membership_statement(conn.dialect.name),
+                {
+                    "room_id": event.room_id,
+                    "user_id": event.state_key,
+                    "membership": str(event.content.get("membership", "")),
+                    "event_id": event.event_id,
+                    "stream_pos": event.stream_pos,
+                    "forgotten": False,
+                },
             )
     for room_id, pos in latest.items():
-        conn.execute(update(rooms).where(rooms.c.room_id == room_id).values(latest_pos=pos))
+        conn.execute(_SET_LATEST, {"b_room_id": room_id, "b_pos": pos})

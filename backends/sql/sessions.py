@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, func, select, update
+from sqlalchemy import Connection, Row, bindparam, delete, func, select, update
 
 from backends.protocols import AuthLookup, SessionStart
 from backends.records import SessionRecord
@@ -35,6 +35,54 @@ from backends.sql.schema import access_tokens, active_sessions, sessions
 # The session's columns in the authenticate join, named apart from the token's.
 _PREFIX = "session_"
 _SESSION_COLUMNS = [column.label(_PREFIX + column.name) for column in sessions.c]
+
+
+# The hot statements, built once: SQLAlchemy builds and keys a statement on every
+# call otherwise, which cost three times what executing it costs (SQLite, 2026-12-08:
+# 211 us against 57 us for this UPDATE ... RETURNING).
+_AUTH_ACTIVE = (
+    select(access_tokens, *_SESSION_COLUMNS)
+    .select_from(
+        access_tokens.outerjoin(
+            active_sessions,
+            (active_sessions.c.user_id == access_tokens.c.user_id)
+            & (active_sessions.c.device_id == access_tokens.c.device_id),
+        ).outerjoin(sessions, sessions.c.session_id == active_sessions.c.session_id)
+    )
+    .where(access_tokens.c.token == bindparam("b_token"))
+)
+_AUTH_NAMED = (
+    select(access_tokens, *_SESSION_COLUMNS)
+    .select_from(
+        access_tokens.outerjoin(sessions, sessions.c.session_id == bindparam("b_session_id"))
+    )
+    .where(access_tokens.c.token == bindparam("b_token"))
+)
+_GET = select(sessions).where(sessions.c.session_id == bindparam("b_session_id"))
+_TOUCH = (
+    update(sessions)
+    .where(sessions.c.session_id == bindparam("b_session_id"))
+    .values(
+        last_active_ts=bindparam("b_last_active_ts"), expires_at_ms=bindparam("b_expires_at_ms")
+    )
+)
+_SET_PRESENCE = (
+    update(sessions)
+    .where(sessions.c.session_id == bindparam("b_session_id"))
+    .values(presence=bindparam("b_presence"), status_msg=bindparam("b_status_msg"))
+    .returning(*sessions.c)
+)
+_END = (
+    delete(sessions)
+    .where(sessions.c.session_id == bindparam("b_session_id"))
+    .returning(*sessions.c)
+)
+_LIST_USER = (
+    select(sessions)
+    .where(sessions.c.user_id == bindparam("b_user_id"))
+    .order_by(sessions.c.created_ts, sessions.c.session_id)
+)
+_INSERT = sessions.insert()
 
 
 def _auth_lookup(row: Row[Any] | None) -> AuthLookup | None:
@@ -60,21 +108,12 @@ class SqlSessionStore:
         # One statement, so one round trip (autocommit on PostgreSQL): the token, and
         # the named session or the device's active one, left-joined.
         if session_id is None:
-            joined = access_tokens.outerjoin(
-                active_sessions,
-                (active_sessions.c.user_id == access_tokens.c.user_id)
-                & (active_sessions.c.device_id == access_tokens.c.device_id),
-            ).outerjoin(sessions, sessions.c.session_id == active_sessions.c.session_id)
+            query, params = _AUTH_ACTIVE, {"b_token": token}
         else:
-            joined = access_tokens.outerjoin(sessions, sessions.c.session_id == session_id)
-        query = (
-            select(access_tokens, *_SESSION_COLUMNS)
-            .select_from(joined)
-            .where(access_tokens.c.token == token)
-        )
+            query, params = _AUTH_NAMED, {"b_token": token, "b_session_id": session_id}
 
         def run(conn: Connection) -> AuthLookup | None:
-            return _auth_lookup(conn.execute(query).first())
+            return _auth_lookup(conn.execute(query, params).first())
 
         return await self._db.read_one(run)
 
@@ -82,7 +121,7 @@ class SqlSessionStore:
         values = _values(session)
 
         def run(conn: Connection) -> SessionStart:
-            conn.execute(sessions.insert().values(values))
+            conn.execute(_INSERT, values)
             upsert = insert_for(conn, active_sessions).values(
                 user_id=session.user_id,
                 device_id=session.device_id,
@@ -97,12 +136,12 @@ class SqlSessionStore:
             ).scalar_one()
             if current_id == session.session_id:
                 return SessionStart(session=session, replaced=None)
-            row = conn.execute(select(sessions).where(sessions.c.session_id == current_id)).first()
+            row = conn.execute(_GET, {"b_session_id": current_id}).first()
             # The pointer is locked and references its session (foreign key), so the row
             # exists; were it ever missing, the device simply has no active session.
             current = None if row is None else session_from_row(row)
             if current is not None and not replace:
-                conn.execute(delete(sessions).where(sessions.c.session_id == session.session_id))
+                conn.execute(_END, {"b_session_id": session.session_id})
                 return SessionStart(session=current, replaced=None)
             conn.execute(
                 update(active_sessions)
@@ -118,7 +157,7 @@ class SqlSessionStore:
 
     async def get_session(self, session_id: str) -> SessionRecord | None:
         def run(conn: Connection) -> SessionRecord | None:
-            row = conn.execute(select(sessions).where(sessions.c.session_id == session_id)).first()
+            row = conn.execute(_GET, {"b_session_id": session_id}).first()
             return None if row is None else session_from_row(row)
 
         return await self._db.read_one(run)
@@ -126,33 +165,32 @@ class SqlSessionStore:
     async def touch_session(self, session_id: str, last_active_ts: int, expires_at_ms: int) -> bool:
         def run(conn: Connection) -> bool:
             result = conn.execute(
-                update(sessions)
-                .where(sessions.c.session_id == session_id)
-                .values(last_active_ts=last_active_ts, expires_at_ms=expires_at_ms)
+                _TOUCH,
+                {
+                    "b_session_id": session_id,
+                    "b_last_active_ts": last_active_ts,
+                    "b_expires_at_ms": expires_at_ms,
+                },
             )
             return result.rowcount > 0
 
-        return await self._db.write(run)
+        return await self._db.write_one(run)
 
     async def set_session_presence(
         self, session_id: str, presence: str, status_msg: str | None
     ) -> SessionRecord | None:
         def run(conn: Connection) -> SessionRecord | None:
             row = conn.execute(
-                update(sessions)
-                .where(sessions.c.session_id == session_id)
-                .values(presence=presence, status_msg=status_msg)
-                .returning(*sessions.c)
+                _SET_PRESENCE,
+                {"b_session_id": session_id, "b_presence": presence, "b_status_msg": status_msg},
             ).first()
             return None if row is None else session_from_row(row)
 
-        return await self._db.write(run)
+        return await self._db.write_one(run)
 
     async def end_session(self, session_id: str) -> SessionRecord | None:
         def run(conn: Connection) -> SessionRecord | None:
-            row = conn.execute(
-                delete(sessions).where(sessions.c.session_id == session_id).returning(*sessions.c)
-            ).first()
+            row = conn.execute(_END, {"b_session_id": session_id}).first()
             return None if row is None else session_from_row(row)
 
         return await self._db.write(run)
@@ -170,11 +208,7 @@ class SqlSessionStore:
 
     async def list_user_sessions(self, user_id: str) -> list[SessionRecord]:
         def run(conn: Connection) -> list[SessionRecord]:
-            rows = conn.execute(
-                select(sessions)
-                .where(sessions.c.user_id == user_id)
-                .order_by(sessions.c.created_ts, sessions.c.session_id)
-            )
+            rows = conn.execute(_LIST_USER, {"b_user_id": user_id})
             return [session_from_row(row) for row in rows]
 
         return await self._db.read_one(run)

@@ -6,7 +6,7 @@ from sqlalchemy import Connection, select
 
 from backends.records import AccountDataRecord, JsonDict
 from backends.sql.codec import account_data_from_row, dump_json, load_json, room_key
-from backends.sql.common import MAX_POSITION, allocate_positions, insert_for
+from backends.sql.common import MAX_POSITION, TXN_EVENT, allocate_positions, insert_for
 from backends.sql.database import Database
 from backends.sql.schema import account_data, filters, txns
 
@@ -122,11 +122,8 @@ class SqlTransactionStore:
     async def get_txn_event(self, user_id: str, device_id: str, txn_key: str) -> str | None:
         def run(conn: Connection) -> str | None:
             event_id: str | None = conn.execute(
-                select(txns.c.event_id).where(
-                    txns.c.user_id == user_id,
-                    txns.c.device_id == device_id,
-                    txns.c.txn_key == txn_key,
-                )
+                TXN_EVENT,
+                {"b_user_id": user_id, "b_device_id": device_id, "b_txn_key": txn_key},
             ).scalar_one_or_none()
             return event_id
 

@@ -1,0 +1,133 @@
+"""SQLite's group commit (`backends/sql/database.py`): writes that queue up while one
+runs share one transaction, every caller hears only after its COMMIT, and one failing
+write fails no other. On a real SQLite file."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+from sqlalchemy import Connection, text
+
+from backends.errors import Conflict
+from backends.sql.database import Database, open_database
+from backends.timeouts import StorageTimeouts
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    path = tmp_path / "group.db"
+    async with open_database(f"sqlite:///{path}", timeouts=StorageTimeouts()) as database:
+        await database.write(
+            lambda conn: conn.execute(text("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)"))
+        )
+        yield database
+
+
+def _insert(key: str, value: int) -> Callable[[Connection], int]:
+    def run(conn: Connection) -> int:
+        conn.execute(text("INSERT INTO t (k, v) VALUES (:k, :v)"), {"k": key, "v": value})
+        return value
+
+    return run
+
+
+def _rows(db: Database) -> dict[str, int]:
+    url = db.engine.url.database
+    assert url is not None
+    with sqlite3.connect(url) as conn:  # another connection: only committed rows
+        return dict(conn.execute("SELECT k, v FROM t").fetchall())
+
+
+async def test_writes_that_queue_up_share_one_commit_and_hear_after_it(db: Database) -> None:
+    heard: dict[str, int] = {}
+
+    async def write(i: int) -> None:
+        heard[f"k{i}"] = await db.write(_insert(f"k{i}", i))
+        # Heard only once committed: another connection sees it.
+        assert _rows(db)[f"k{i}"] == i
+
+    async with trio.open_nursery() as nursery:
+        for i in range(20):
+            nursery.start_soon(write, i)
+    assert heard == {f"k{i}": i for i in range(20)}
+    assert _rows(db) == heard
+    # 20 writes started at once: the first runs alone, the rest queue behind it.
+    assert db.group_commits >= 1
+
+
+async def test_a_failing_write_in_a_group_fails_no_other(db: Database) -> None:
+    await db.write(_insert("taken", 0))
+    results: dict[str, object] = {}
+
+    async def write(key: str, value: int, conflict: str | None = None) -> None:
+        try:
+            results[key + str(value)] = await db.write(
+                _insert(key, value),
+                conflict=conflict,
+            )
+        except Conflict as exc:
+            results[key + str(value)] = exc
+
+    blocker_started = trio.Event()
+    release = trio.Event()
+
+    def slow(conn: Connection) -> int:
+        trio.from_thread.run_sync(blocker_started.set)
+        trio.from_thread.run(release.wait)
+        conn.execute(text("INSERT INTO t (k, v) VALUES ('slow', 1)"))
+        return 1
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(db.write, slow)
+        await blocker_started.wait()
+        # These three queue behind the slow write and go as one group.
+        nursery.start_soon(write, "a", 1)
+        nursery.start_soon(write, "taken", 2, "key taken")
+        nursery.start_soon(write, "b", 3)
+        await trio.testing.wait_all_tasks_blocked()
+        release.set()
+    # They went together, the group was rolled back, and each then ran on its own.
+    assert db.groups_rolled_back == 1
+    assert results["a1"] == 1 and results["b3"] == 3
+    failure = results["taken2"]
+    assert isinstance(failure, Conflict) and "key taken" in str(failure)
+    assert _rows(db) == {"taken": 0, "slow": 1, "a": 1, "b": 3}
+
+
+async def test_a_write_cancelled_while_queued_is_never_run(db: Database) -> None:
+    started = trio.Event()
+    release = trio.Event()
+
+    def slow(conn: Connection) -> int:
+        trio.from_thread.run_sync(started.set)
+        trio.from_thread.run(release.wait)
+        return 0
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(db.write, slow)
+        await started.wait()
+        scope = trio.CancelScope()
+
+        async def cancelled() -> None:
+            with scope:
+                await db.write(_insert("dropped", 2))
+
+        nursery.start_soon(db.write, _insert("kept", 1))
+        nursery.start_soon(cancelled)
+        await trio.testing.wait_all_tasks_blocked()
+        scope.cancel()
+        await trio.testing.wait_all_tasks_blocked()
+        release.set()
+    assert _rows(db) == {"kept": 1}
+
+
+async def test_a_write_one_on_sqlite_is_grouped_like_any_write(db: Database) -> None:
+    async with trio.open_nursery() as nursery:
+        for i in range(10):
+            nursery.start_soon(db.write_one, _insert(f"w{i}", i))
+    assert _rows(db) == {f"w{i}": i for i in range(10)}
