@@ -76,6 +76,22 @@ async def test_a_retried_transaction_returns_the_first_event(
     assert await send(h, alice, room_id) != await send(h, alice, room_id)
 
 
+async def test_a_retry_after_the_sender_left_still_gets_the_first_event(
+    make_harness: MakeHarness, autojump_clock: MockClock
+) -> None:
+    """With no plugin checking messages, a send makes no read before its append; a
+    retry that the room now refuses is still answered from the store's record."""
+    h = await make_harness()
+    alice, bob = await h.client("alice"), await h.client("bob")
+    room_id = await h.room(alice, bob)
+    first = await send(h, bob, room_id, txn_id="t1")
+    await h.engine.rooms.membership.leave(h.bare(bob), room_id)
+    assert await send(h, bob, room_id, txn_id="t1") == first
+    # A new transaction is refused as before.
+    with pytest.raises(Forbidden):
+        await send(h, bob, room_id, txn_id="t2")
+
+
 async def test_a_dropped_message_is_answered_the_same_on_retry(
     make_harness: MakeHarness, autojump_clock: MockClock
 ) -> None:
