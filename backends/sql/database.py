@@ -43,8 +43,9 @@ locked" half way), and writes are funnelled through a limiter of 1. (A write aba
 at its deadline frees that limiter at once; the next write then waits on SQLite's own
 lock until the abandoned one has ended.)
 
-Group commit (SQLite). The writes that queue up while one runs go to the database
-together when the writer's turn comes: one thread hop, one `BEGIN IMMEDIATE` and one
+Group commit. On SQLite, the writes that queue up while one runs go to the database
+together when the writer's turn comes (on PostgreSQL, the `write_one` and `serialized`
+writes do, one group at a time): one thread hop, one `BEGIN IMMEDIATE` and one
 COMMIT for all of them, each function run in turn in that transaction (so each sees
 the ones before it, exactly as if they had run one after the other). Each caller still
 hears only after the COMMIT. If any of them fails, the whole transaction is rolled back
@@ -188,6 +189,7 @@ class _Queued(Generic[T]):
 
     fn: Callable[[Connection], T]
     conflict: str | None
+    single: bool  # one statement, safe to run twice (`write_one`)
     # Cancelled by the writer that takes this write into its group.
     waiting: trio.CancelScope = field(default_factory=trio.CancelScope)
     taken: bool = False
@@ -212,6 +214,8 @@ class Database:
         self._limiter = trio.CapacityLimiter(pool_size)
         self._write_limiter = trio.CapacityLimiter(1) if is_sqlite else None
         self._autocommit = self.dialect == "postgresql"
+        # PostgreSQL: `write_one` writes go one group at a time (SQLite: all writes).
+        self._one_limiter = self._write_limiter or trio.CapacityLimiter(1)
         self._timeout_s = math.inf if timeouts is None else timeouts.operation_s
         # A dead connection interrupted by `_Operation.stop` would otherwise go back to
         # the pool (SQLite's is fine after an interrupt, and an in-memory database has
@@ -237,33 +241,51 @@ class Database:
         """
         return await self._run(fn, write=False, conflict=None, autocommit=self._autocommit)
 
-    async def write(self, fn: Callable[[Connection], T], *, conflict: str | None = None) -> T:
+    async def write(
+        self,
+        fn: Callable[[Connection], T],
+        *,
+        conflict: str | None = None,
+        serialized: bool = False,
+    ) -> T:
         """Run `fn(connection)` in a write transaction, in a worker thread (on SQLite
         possibly together with other writes: see group commit above).
+
+        `serialized`: writes that take one lock every other such write takes (the
+        stream counter), so they run one after the other anyway: on PostgreSQL they
+        are grouped too, with the `write_one` writes.
 
         An integrity error becomes `Conflict(conflict)` when `conflict` is given (the
         transaction is rolled back, so nothing is written), else a StorageError.
         """
         if self._write_limiter is not None:
-            return await self._grouped(fn, conflict)
+            return await self._grouped(fn, conflict, self._write_limiter, single=False)
+        if serialized:
+            return await self._grouped(fn, conflict, self._one_limiter, single=False)
         return await self._run(fn, write=True, conflict=conflict)
 
     async def write_one(self, fn: Callable[[Connection], T], *, conflict: str | None = None) -> T:
-        """`write` for `fn` that writes with ONE statement and may safely run twice:
-        on PostgreSQL in autocommit mode (one round trip), on SQLite as `write`."""
-        if self._write_limiter is not None:
-            return await self._grouped(fn, conflict)
-        return await self._run(fn, write=True, conflict=conflict, autocommit=True)
+        """`write` for `fn` that writes with ONE statement and may safely run twice.
+        Grouped on both dialects: on SQLite with every write, on PostgreSQL with the
+        other `write_one` and `serialized` writes queued meanwhile (alone, in
+        autocommit mode: one round trip)."""
+        return await self._grouped(fn, conflict, self._one_limiter, single=True)
 
-    async def _grouped(self, fn: Callable[[Connection], T], conflict: str | None) -> T:
-        """Wait for SQLite's writer; whoever gets it runs every write queued by then."""
-        assert self._write_limiter is not None
+    async def _grouped(
+        self,
+        fn: Callable[[Connection], T],
+        conflict: str | None,
+        turn: trio.CapacityLimiter,
+        *,
+        single: bool,
+    ) -> T:
+        """Wait for `turn`; whoever gets it runs every write queued by then."""
         deadline = trio.current_time() + self._timeout_s
-        item: _Queued[T] = _Queued(fn, conflict)
+        item: _Queued[T] = _Queued(fn, conflict, single)
         self._queued.append(item)
         try:
             with item.waiting, trio.move_on_at(deadline):
-                async with self._write_limiter:
+                async with turn:
                     group, self._queued = self._queued, []
                     for queued in group:
                         queued.taken = True
@@ -294,7 +316,12 @@ class Database:
             if len(group) == 1:
                 only = group[0]
                 only.result = await outcome.acapture(
-                    self._run, only.fn, write=True, conflict=only.conflict
+                    self._run,
+                    only.fn,
+                    write=True,
+                    conflict=only.conflict,
+                    # A `write_one` alone on PostgreSQL: one statement, autocommit.
+                    autocommit=self._autocommit and only.single,
                 )
                 return
 

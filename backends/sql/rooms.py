@@ -174,7 +174,8 @@ class SqlRoomStore:
             _apply_state(conn, stored)
             return stored
 
-        return await self._db.write(run, conflict="event exists")
+        # Every append takes the stream counter's lock: they run one after the other.
+        return await self._db.write(run, conflict="event exists", serialized=True)
 
     async def get_event(self, event_id: str) -> Event | None:
         def run(conn: Connection) -> Event | None:
