@@ -42,6 +42,16 @@ _ROOMS_IN = select(rooms.c.room_id).where(rooms.c.room_id.in_(bindparam("b_ids",
 _EVENTS_IN = select(event_table.c.event_id).where(
     event_table.c.event_id.in_(bindparam("b_ids", expanding=True))
 )
+_CHECK_ONE = select(
+    select(rooms.c.room_id)
+    .where(rooms.c.room_id == bindparam("b_room_id"))
+    .scalar_subquery()
+    .label("room_known"),
+    select(event_table.c.event_id)
+    .where(event_table.c.event_id == bindparam("b_event_id"))
+    .scalar_subquery()
+    .label("event_known"),
+)
 _INSERT_EVENTS = event_table.insert()
 _SET_LATEST = (
     update(rooms)
@@ -365,6 +375,17 @@ def _record_txn(conn: Connection, txn: ClientTxn, event_id: str) -> None:
 def _check_new_events(conn: Connection, batch: list[NewEvent]) -> None:
     """Raise NotFound for an unknown room or Conflict for a known (or repeated) event
     id, in the order of the batch, before anything is written."""
+    if len(batch) == 1:
+        # Every send: both questions in one statement (one round trip on PostgreSQL).
+        (new,) = batch
+        room_known, event_known = conn.execute(
+            _CHECK_ONE, {"b_room_id": new.room_id, "b_event_id": new.event_id}
+        ).one()
+        if room_known is None:
+            raise NotFound(f"room {new.room_id}")
+        if event_known is not None:
+            raise Conflict(f"event {new.event_id} exists")
+        return
     room_ids = list(dict.fromkeys(new.room_id for new in batch))
     known_rooms: set[str] = set()
     for start in range(0, len(room_ids), _IN_CHUNK):
