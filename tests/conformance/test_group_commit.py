@@ -60,7 +60,7 @@ def _rows(db: Database) -> dict[str, int]:
     other = create_engine(db.engine.url, poolclass=None)
     try:
         with other.connect() as conn:
-            return {str(k): int(v) for k, v in conn.execute(text("SELECT k, v FROM t")).tuples()}
+            return {str(row[0]): int(row[1]) for row in conn.execute(text("SELECT k, v FROM t"))}
     finally:
         other.dispose()
 
