@@ -201,8 +201,7 @@ class SqlRoomStore:
                     key = (new.room_id, new.type, new.state_key)
                     prev_content = replaced[key] if key in replaced else _state_content(conn, key)
                     replaced[key] = content
-                row = _event_row(new, pos, content, unsigned)
-                row["prev_content"] = prev_content
+                row = _event_row(new, pos, content, unsigned, prev_content)
                 rows.append(row)
                 # Decoded afresh from the stored form: never the caller's own dicts.
                 stored.append(event_from_mapping(row))
@@ -398,7 +397,10 @@ def _record_txn(conn: Connection, txn: ClientTxn, event_id: str) -> None:
         raise DuplicateTransaction(recorded)
 
 
-def _event_row(new: NewEvent, pos: int, content: str, unsigned: str) -> dict[str, Any]:
+def _event_row(
+    new: NewEvent, pos: int, content: str, unsigned: str, prev_content: str | None = None
+) -> dict[str, Any]:
+    """The stored row of a new event (content and unsigned already encoded)."""
     return {
         "stream_pos": pos,
         "event_id": new.event_id,
@@ -412,7 +414,7 @@ def _event_row(new: NewEvent, pos: int, content: str, unsigned: str) -> dict[str
         "device_id": new.device_id,
         "unsigned": unsigned,
         "redacts": new.redacts,
-        "prev_content": None,
+        "prev_content": prev_content,
     }
 
 
